@@ -1,1 +1,110 @@
-//! (in progress)
+//! The pool: a bounded queue in front of worker slots, and the supervisor that keeps the
+//! workers running.
+//!
+//! **Architecture invariants:** this crate never links Python (it starts workers as processes
+//! and talks to them only through `flaskhost-ipc`), never blocks a tokio thread, and never
+//! queues a request behind a busy slot: a request either takes an idle slot, waits in the
+//! bounded queue for the next free one, or is refused at once.
+
+mod body;
+mod error;
+mod exchange;
+mod queue;
+mod slot;
+mod spawn;
+mod supervisor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flaskhost_ipc::request::RequestMeta;
+use http::{HeaderMap, Response};
+
+pub use body::ResponseBody;
+pub use error::{BoxError, DispatchError, StreamError};
+pub use spawn::{SpawnMode, WorkerCommand};
+pub use supervisor::{StartError, WorkerEvent};
+
+/// The request body as the pool takes it (the front boxes whatever hyper gives it).
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// How the pool runs. Built by the binary from the validated configuration.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub workers: usize,
+    pub threads: usize,
+    pub mode: SpawnMode,
+    pub command: WorkerCommand,
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    /// Longest wait for the app's response head, and between two pieces of a streamed body.
+    pub timeout: Duration,
+    /// Longest wait for the next piece of a request body from the client.
+    pub body_timeout: Duration,
+    /// Bodies up to this size are read whole before a slot is taken.
+    pub post_buffering: usize,
+    /// Longest a new worker may take to import the app and report ready.
+    pub start_timeout: Duration,
+}
+
+pub(crate) struct Shared {
+    pub(crate) opts: PoolOptions,
+    pub(crate) queue: queue::Queue,
+}
+
+/// A running pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisor: Arc<supervisor::Supervisor>,
+}
+
+impl Pool {
+    /// Starts the fork server (in preload mode) and every worker, and returns once all are
+    /// ready. An app that fails to import is reported here, before anything listens.
+    pub async fn start(opts: PoolOptions) -> Result<Pool, StartError> {
+        let shared = Arc::new(Shared { queue: queue::Queue::new(opts.queue_size), opts });
+        let supervisor = supervisor::Supervisor::start(shared.clone()).await?;
+        Ok(Pool { shared, supervisor })
+    }
+
+    /// Runs one request on a worker.
+    pub async fn dispatch(
+        &self,
+        meta: &RequestMeta<'_>,
+        headers: &HeaderMap,
+        body: RequestBody,
+    ) -> Result<Response<ResponseBody>, DispatchError> {
+        exchange::dispatch(&self.shared, meta, headers, body).await
+    }
+
+    /// The pids of the live workers, by worker id.
+    pub fn worker_pids(&self) -> Vec<(u32, u32)> {
+        self.supervisor.worker_pids()
+    }
+
+    /// (idle slots, waiting requests).
+    pub fn queue_lengths(&self) -> (usize, usize) {
+        self.shared.queue.lengths()
+    }
+
+    /// Resolves when the pool can no longer serve (the fork server died), with the reason.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.supervisor.fatal();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Stops the pool: no new requests, idle workers stop now, and any still running after
+    /// `deadline` are killed. Call after the front has drained its connections.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.supervisor.shutdown(deadline).await;
+    }
+}

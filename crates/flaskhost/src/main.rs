@@ -1,1 +1,40 @@
-fn main() {}
+//! The flaskhost binary. `serve` is the process lifecycle, top to bottom (see serve.rs);
+//! `worker` is the hidden command the pool re-executes this binary as.
+
+mod cli;
+mod serve;
+mod worker;
+
+use std::process::ExitCode;
+
+/// Exit code for a bad command line or configuration (sysexits EX_USAGE).
+pub const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match cli::parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        cli::Cmd::Serve(args) => serve::run(&args),
+        cli::Cmd::Worker(args) => worker::run(args),
+    }
+}
+
+/// Logs go to stderr, one line per event; `RUST_LOG` overrides the configured level.
+pub fn init_tracing(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}

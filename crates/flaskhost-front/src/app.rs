@@ -1,0 +1,88 @@
+//! The app route: turns an HTTP request into a pool dispatch.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use flaskhost_ipc::request::{RequestMeta, Version};
+use flaskhost_pool::{DispatchError, Pool, RequestBody, ResponseBody};
+use http::header;
+use http_body_util::BodyExt;
+
+use crate::rescue::rescue;
+
+/// What the front knows about a connection, attached to each of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client; `None` over a Unix socket.
+    pub remote: Option<SocketAddr>,
+    /// The port the connection arrived on (0 for Unix sockets).
+    pub local_port: u16,
+    pub https: bool,
+}
+
+/// Where app requests go. The pool implements it; service tests use a fake.
+pub trait Upstream: Send + Sync + 'static {
+    fn dispatch<'a>(
+        &'a self,
+        meta: &'a RequestMeta<'a>,
+        headers: &'a http::HeaderMap,
+        body: RequestBody,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>;
+}
+
+impl Upstream for Pool {
+    fn dispatch<'a>(
+        &'a self,
+        meta: &'a RequestMeta<'a>,
+        headers: &'a http::HeaderMap,
+        body: RequestBody,
+    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>
+    {
+        Box::pin(Pool::dispatch(self, meta, headers, body))
+    }
+}
+
+pub(crate) struct AppState {
+    pub(crate) upstream: Arc<dyn Upstream>,
+    pub(crate) script_name: String,
+}
+
+pub(crate) async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let conn = parts.extensions.get::<ConnInfo>().copied().unwrap_or(ConnInfo {
+        remote: None,
+        local_port: 0,
+        https: false,
+    });
+    let (host, host_from_uri) = match parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(h) => (Some(h), false),
+        None => (parts.uri.authority().map(|a| a.as_str()), true),
+    };
+    let version = match parts.version {
+        http::Version::HTTP_10 | http::Version::HTTP_09 => Version::Http10,
+        http::Version::HTTP_2 | http::Version::HTTP_3 => Version::Http2,
+        _ => Version::Http11,
+    };
+    let meta = RequestMeta {
+        method: parts.method.as_str(),
+        https: conn.https,
+        version,
+        raw_path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        script_name: &state.script_name,
+        host,
+        host_from_uri,
+        local_port: conn.local_port,
+        remote: conn.remote,
+    };
+    let body: RequestBody = body.map_err(Into::into).boxed_unsync();
+    match state.upstream.dispatch(&meta, &parts.headers, body).await {
+        Ok(resp) => resp.map(Body::new),
+        Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()),
+    }
+}

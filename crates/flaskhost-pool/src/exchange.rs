@@ -1,0 +1,425 @@
+//! One request's conversation with a worker slot: send the head (and the body, in pieces, as
+//! the app reads it), receive the response head, then stream or hand over the body.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use flaskhost_ipc::frame::Kind;
+use flaskhost_ipc::request::{self, BodyMode, RequestMeta};
+use flaskhost_ipc::response;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+
+use crate::body::ResponseBody;
+use crate::error::{BoxError, DispatchError, StreamError};
+use crate::slot::{Frame, Slot};
+use crate::{RequestBody, Shared};
+
+/// Response headers that describe one connection and are HTTP's business, not the app's
+/// (PEP 3333 forbids apps to send them; HTTP/2 forbids them outright).
+fn hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// A slot in use by one request, with the rest of the request body. Dropping it before the
+/// exchange finished (the client went away) hands the slot to a task that tells the worker to
+/// stop and waits for it to do so, so the slot comes back clean.
+pub(crate) struct Exchange {
+    slot: Option<Slot>,
+    body: Option<RequestBody>,
+    body_error: Option<BoxError>,
+    shared: Arc<Shared>,
+    /// The worker has said the exchange is over (end, failure, or a whole response).
+    finished: bool,
+    /// A write to the slot was started and may not have completed; the stream can no longer
+    /// be trusted if we stop here.
+    dirty: bool,
+    /// Answer `ReadBody` with `Abort`: the client is gone.
+    aborting: bool,
+}
+
+impl Exchange {
+    fn slot(&mut self) -> &mut Slot {
+        // The slot is only taken out by `Drop` or when the exchange gives up on the worker,
+        // after which no method is called.
+        self.slot.as_mut().expect("exchange without a slot")
+    }
+
+    fn worker_ids(&self) -> (u32, u32) {
+        self.slot.as_ref().map_or((0, 0), |s| (s.worker.id, s.worker.pid))
+    }
+
+    /// Gives up on the worker: it is killed (and replaced by the supervisor).
+    fn kill_worker(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.worker.kill();
+        }
+    }
+
+    /// Reads the next frame that is not a `ReadBody`, answering those on the way.
+    async fn next_frame(&mut self) -> io::Result<Frame> {
+        loop {
+            let f = self.slot().read_frame().await?;
+            if f.kind != Kind::ReadBody {
+                return Ok(f);
+            }
+            self.answer_read_body().await?;
+        }
+    }
+
+    async fn answer_read_body(&mut self) -> io::Result<()> {
+        if self.aborting {
+            return self.send(Kind::Abort, b"").await;
+        }
+        let timeout = self.shared.opts.body_timeout;
+        loop {
+            let Some(body) = self.body.as_mut() else {
+                return self.send(Kind::BodyEnd, b"").await;
+            };
+            match tokio::time::timeout(timeout, body.frame()).await {
+                Ok(Some(Ok(f))) => match f.into_data() {
+                    Ok(data) if !data.is_empty() => return self.send(Kind::Body, &data).await,
+                    // Empty data and trailers carry nothing for WSGI.
+                    _ => continue,
+                },
+                Ok(None) => {
+                    self.body = None;
+                }
+                Ok(Some(Err(e))) => {
+                    self.body = None;
+                    self.body_error = Some(e);
+                    return self.send(Kind::Abort, b"").await;
+                }
+                Err(_) => {
+                    self.body = None;
+                    self.body_error =
+                        Some(format!("the client sent no body data for {timeout:?}").into());
+                    return self.send(Kind::Abort, b"").await;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, kind: Kind, payload: &[u8]) -> io::Result<()> {
+        self.dirty = true;
+        self.slot().send(kind, payload).await?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn died(&mut self, source: io::Error) -> DispatchError {
+        let (worker, pid) = self.worker_ids();
+        if let Some(slot) = self.slot.take() {
+            slot.worker.mark_dead();
+        }
+        DispatchError::WorkerDied { worker, pid, source }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else { return };
+        if self.finished {
+            self.shared.queue.release(slot);
+            return;
+        }
+        if self.dirty {
+            // A frame was cut half-way; the worker would misread what follows.
+            slot.worker.kill();
+            return;
+        }
+        // Abandoned mid-exchange: stop the worker's work and wait for it before reuse.
+        let ex = Exchange {
+            slot: Some(slot),
+            body: None,
+            body_error: None,
+            shared: self.shared.clone(),
+            finished: false,
+            dirty: false,
+            aborting: true,
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(drain(ex));
+        }
+    }
+}
+
+/// Tells the worker the client is gone and reads until it has finished.
+async fn drain(mut ex: Exchange) {
+    let timeout = ex.shared.opts.timeout;
+    let r = tokio::time::timeout(timeout, async {
+        ex.send(Kind::Abort, b"").await?;
+        loop {
+            let f = ex.next_frame().await?;
+            match f.kind {
+                Kind::ResponseEnd | Kind::Failed => return Ok(()),
+                Kind::ResponseHead => {
+                    let complete = response::decode(&f.payload)
+                        .map(|h| h.complete_body.is_some())
+                        .unwrap_or(true);
+                    if complete {
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    match r {
+        Ok(Ok(())) => ex.finished = true,
+        Ok(Err::<(), io::Error>(_)) => {
+            if let Some(s) = ex.slot.take() {
+                s.worker.mark_dead();
+            }
+        }
+        Err(_) => ex.kill_worker(),
+    }
+}
+
+/// Reads the first part of the body before a worker is taken: all of it when it is small
+/// (a slow client then never holds a worker), or the first `post_buffering` bytes.
+async fn prefetch(
+    body: &mut RequestBody,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(BytesMut, bool), DispatchError> {
+    let mut buf = BytesMut::new();
+    if body.is_end_stream() {
+        return Ok((buf, true));
+    }
+    if body.size_hint().exact().is_some_and(|n| n > limit as u64) {
+        return Ok((buf, false));
+    }
+    while buf.len() <= limit {
+        match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Ok(d) = f.into_data() {
+                    buf.extend_from_slice(&d);
+                }
+            }
+            Ok(None) => return Ok((buf, true)),
+            Ok(Some(Err(source))) => return Err(DispatchError::RequestBody { source }),
+            Err(_) => {
+                return Err(DispatchError::RequestBody {
+                    source: format!("the client sent no body data for {timeout:?}").into(),
+                });
+            }
+        }
+    }
+    Ok((buf, false))
+}
+
+pub(crate) async fn dispatch(
+    shared: &Arc<Shared>,
+    meta: &RequestMeta<'_>,
+    headers: &HeaderMap,
+    mut body: RequestBody,
+) -> Result<Response<ResponseBody>, DispatchError> {
+    let opts = &shared.opts;
+    let content_length = body.size_hint().exact().filter(|_| headers.contains_key(header::CONTENT_LENGTH));
+    let (prefix, complete) = prefetch(&mut body, opts.post_buffering, opts.body_timeout).await?;
+    let mode = if complete { BodyMode::Complete } else { BodyMode::Streaming };
+    let is_head = meta.method == "HEAD";
+
+    // Take a slot and hand it the request. A write that fails means the worker died while
+    // idle, before it saw this request: try another slot.
+    let mut ex = Exchange {
+        slot: None,
+        body: (!complete).then_some(body),
+        body_error: None,
+        shared: shared.clone(),
+        finished: false,
+        dirty: false,
+        aborting: false,
+    };
+    let mut attempts = 0;
+    loop {
+        let mut slot = shared.queue.acquire(opts.queue_timeout).await?;
+        slot.wbuf.clear();
+        let hdrs = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+        request::encode(&mut slot.wbuf, meta, hdrs, content_length, mode, &prefix);
+        ex.slot = Some(slot);
+        ex.dirty = true;
+        match ex.slot().flush().await {
+            Ok(()) => {
+                ex.dirty = false;
+                break;
+            }
+            Err(e) => {
+                attempts += 1;
+                ex.dirty = false;
+                let err = ex.died(e);
+                tracing::debug!("{err}; retrying on another worker");
+                if attempts >= 3 {
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    let head = match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
+        Err(_) => {
+            let (worker, pid) = ex.worker_ids();
+            ex.kill_worker();
+            return Err(DispatchError::Timeout { worker, pid, timeout: opts.timeout });
+        }
+        Ok(Err(e)) => return Err(ex.died(e)),
+        Ok(Ok(f)) => f,
+    };
+    let (worker, pid) = ex.worker_ids();
+    match head.kind {
+        Kind::ResponseHead => {}
+        Kind::Failed => {
+            ex.finished = true;
+            if let Some(source) = ex.body_error.take() {
+                return Err(DispatchError::RequestBody { source });
+            }
+            let message = String::from_utf8_lossy(&head.payload).into_owned();
+            return Err(DispatchError::AppFailed { worker, pid, message });
+        }
+        other => {
+            let e = io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?} frame"));
+            ex.kill_worker();
+            return Err(DispatchError::WorkerDied { worker, pid, source: e });
+        }
+    }
+
+    let decoded = match response::decode(&head.payload) {
+        Ok(d) => d,
+        Err(e) => {
+            ex.kill_worker();
+            return Err(DispatchError::WorkerDied { worker, pid, source: io::Error::new(io::ErrorKind::InvalidData, e) });
+        }
+    };
+    let complete_body = decoded.complete_body.clone().map(|r| head.payload.slice(r));
+    if complete_body.is_some() {
+        // The whole response is here: the slot is free before the client has it.
+        ex.finished = true;
+    }
+    let mut resp = match build_head(worker, &head.payload, &decoded) {
+        Ok(r) => r,
+        Err(e) => {
+            // The worker goes on with the exchange (or has finished it); drain it normally.
+            return Err(e);
+        }
+    };
+    match complete_body {
+        Some(body) => {
+            drop(ex);
+            if !is_head {
+                let len = body.len();
+                let stated = resp.headers().get(header::CONTENT_LENGTH).cloned();
+                if stated.as_ref().is_some_and(|v| v.as_bytes() != len.to_string().as_bytes()) {
+                    tracing::warn!(
+                        worker,
+                        "the app's Content-Length {:?} does not match its {len}-byte body; sending the real length",
+                        stated
+                    );
+                    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                }
+            }
+            Ok(resp.map(|()| ResponseBody::Full(Some(body))))
+        }
+        None => {
+            let (tx, rx) = mpsc::channel(4);
+            tokio::spawn(pump(ex, tx));
+            Ok(resp.map(|()| ResponseBody::Stream(rx)))
+        }
+    }
+}
+
+fn build_head(
+    worker: u32,
+    payload: &Bytes,
+    head: &response::ResponseHead,
+) -> Result<Response<()>, DispatchError> {
+    let bad = |reason: String| DispatchError::BadResponse { worker, reason };
+    let status = StatusCode::from_u16(head.status).map_err(|_| bad(format!("status {}", head.status)))?;
+    let mut resp = Response::new(());
+    *resp.status_mut() = status;
+    let map = resp.headers_mut();
+    map.reserve(head.headers.len());
+    for (n, v) in &head.headers {
+        let name = HeaderName::from_bytes(&payload[n.clone()])
+            .map_err(|_| bad(format!("header name {:?}", String::from_utf8_lossy(&payload[n.clone()]))))?;
+        if hop_by_hop(&name) {
+            continue;
+        }
+        // The value shares the frame's buffer: no copy.
+        let value = HeaderValue::from_maybe_shared(payload.slice(v.clone()))
+            .map_err(|_| bad(format!("value of header {name}")))?;
+        map.append(name, value);
+    }
+    Ok(resp)
+}
+
+/// Moves a streamed response from the worker to the client, chunk by chunk, and frees the
+/// slot at the end. If the client goes away, the worker is told to stop.
+async fn pump(mut ex: Exchange, tx: mpsc::Sender<Result<Bytes, StreamError>>) {
+    let timeout = ex.shared.opts.timeout;
+    loop {
+        // Only the read is raced against the client going away: it is cancel-safe, whereas
+        // answering a ReadBody half-way is not.
+        let read = tokio::select! {
+            r = tokio::time::timeout(timeout, ex.slot().read_frame()) => r,
+            () = tx.closed() => return, // Drop aborts and drains.
+        };
+        let (worker, pid) = ex.worker_ids();
+        let f = match read {
+            Err(_) => {
+                ex.kill_worker();
+                let _ = tx.send(Err(StreamError::Timeout { worker, timeout })).await;
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!("worker {worker} (pid {pid}) slot read failed mid-response: {e}");
+                let _ = ex.died(e);
+                let _ = tx.send(Err(StreamError::WorkerDied { worker, pid })).await;
+                return;
+            }
+            Ok(Ok(f)) => f,
+        };
+        match f.kind {
+            Kind::ResponseBody => {
+                if tx.send(Ok(f.payload)).await.is_err() {
+                    return;
+                }
+            }
+            Kind::ReadBody => {
+                if let Err(e) = ex.answer_read_body().await {
+                    let _ = ex.died(e);
+                    let _ = tx.send(Err(StreamError::WorkerDied { worker, pid })).await;
+                    return;
+                }
+            }
+            Kind::ResponseEnd => {
+                ex.finished = true;
+                return;
+            }
+            Kind::Failed => {
+                ex.finished = true;
+                let message = String::from_utf8_lossy(&f.payload).into_owned();
+                let _ = tx.send(Err(StreamError::AppFailed { worker, message })).await;
+                return;
+            }
+            other => {
+                tracing::error!("worker {worker}: unexpected {other:?} frame mid-response");
+                ex.kill_worker();
+                let _ = tx.send(Err(StreamError::WorkerDied { worker, pid })).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! A slot: one connection to one worker thread, with its buffers.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use flaskhost_ipc::frame::{self, Kind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// The worker process a slot belongs to.
+#[derive(Debug)]
+pub struct WorkerInfo {
+    pub id: u32,
+    pub pid: u32,
+    /// Cleared by the supervisor when the process exits, so idle slots of a dead worker are
+    /// skipped instead of handed a request.
+    alive: AtomicBool,
+}
+
+impl WorkerInfo {
+    pub fn new(id: u32, pid: u32) -> Arc<WorkerInfo> {
+        Arc::new(WorkerInfo { id, pid, alive: AtomicBool::new(true) })
+    }
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed)
+    }
+    pub fn mark_dead(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+    /// Kills the worker process (a request on it timed out, or shutdown's deadline passed).
+    pub fn kill(&self) {
+        self.mark_dead();
+        // SAFETY: kill(2) has no memory effects. The pid is ours (a child of the fork server
+        // or of this process) and still unreaped, because the exit event that would free it
+        // is what marks the worker dead first.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+}
+
+/// A frame read from a slot: its kind and its payload, shared with the read buffer.
+pub struct Frame {
+    pub kind: Kind,
+    pub payload: Bytes,
+}
+
+pub struct Slot {
+    pub worker: Arc<WorkerInfo>,
+    stream: UnixStream,
+    rbuf: BytesMut,
+    pub wbuf: Vec<u8>,
+}
+
+impl Slot {
+    pub fn new(worker: Arc<WorkerInfo>, stream: UnixStream) -> Slot {
+        Slot { worker, stream, rbuf: BytesMut::with_capacity(64 * 1024), wbuf: Vec::with_capacity(8 * 1024) }
+    }
+
+    /// Reads one frame. An end of stream is an error: a worker never closes a slot on its own
+    /// except by dying.
+    pub async fn read_frame(&mut self) -> io::Result<Frame> {
+        loop {
+            if let Some((kind, len)) = frame::parse_header(&self.rbuf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            {
+                let total = frame::HEADER_LEN + len;
+                if self.rbuf.len() >= total {
+                    let mut f = self.rbuf.split_to(total);
+                    let payload = f.split_off(frame::HEADER_LEN).freeze();
+                    return Ok(Frame { kind, payload });
+                }
+                self.rbuf.reserve(total - self.rbuf.len());
+            } else if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(64 * 1024);
+            }
+            let n = self.stream.read_buf(&mut self.rbuf).await?;
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "worker closed its slot"));
+            }
+        }
+    }
+
+    /// Writes everything queued in `wbuf`.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let r = self.stream.write_all(&self.wbuf).await;
+        self.wbuf.clear();
+        r
+    }
+
+    pub async fn send(&mut self, kind: Kind, payload: &[u8]) -> io::Result<()> {
+        frame::push(&mut self.wbuf, kind, payload);
+        self.flush().await
+    }
+}

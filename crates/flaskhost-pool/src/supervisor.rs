@@ -1,0 +1,301 @@
+//! The supervisor: starts the workers, replaces the ones that exit (backing off when they keep
+//! dying young), and stops them all at shutdown.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use flaskhost_ipc::frame::Kind;
+use thiserror::Error;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::Shared;
+use crate::slot::{Slot, WorkerInfo};
+use crate::spawn::{self, ForkServer, Registry, SpawnMode, Started};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The app failed to import; the message holds Python's traceback.
+    #[error("{0}")]
+    AppLoad(String),
+    #[error("the fork server exited before loading the app ({0})")]
+    ForkServer(String),
+    #[error("worker {id} failed to start: {reason}")]
+    Worker { id: u32, reason: String },
+    #[error("cannot start worker processes: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the supervisor reacts to.
+pub enum WorkerEvent {
+    Exited { pid: u32, status: String },
+    Started { id: u32, info: Arc<WorkerInfo>, slots: Vec<Slot> },
+    StartFailed { id: u32, reason: String },
+    ForkServerGone,
+}
+
+enum Spawner {
+    Fork(Arc<ForkServer>),
+    Exec,
+}
+
+pub(crate) struct Supervisor {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    spawner: Spawner,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    shutting_down: AtomicBool,
+    /// Set to a reason when the pool can no longer serve (the fork server died).
+    fatal: watch::Sender<Option<String>>,
+}
+
+impl Supervisor {
+    pub(crate) async fn start(shared: Arc<Shared>) -> Result<Arc<Supervisor>, StartError> {
+        let opts = &shared.opts;
+        let spawner = match opts.mode {
+            SpawnMode::Preload => match ForkServer::start(&opts.command, opts.start_timeout).await? {
+                Started::Ready(fs) => Spawner::Fork(fs),
+                Started::LoadFailed(msg) => return Err(StartError::AppLoad(msg)),
+                Started::Exited(status) => return Err(StartError::ForkServer(status)),
+            },
+            SpawnMode::Lazy => Spawner::Exec,
+        };
+        let (events, rx) = mpsc::unbounded_channel();
+        let sup = Arc::new(Supervisor {
+            shared: shared.clone(),
+            registry: Arc::new(Registry::default()),
+            spawner,
+            events,
+            shutting_down: AtomicBool::new(false),
+            fatal: watch::channel(None).0,
+        });
+        if let Spawner::Fork(fs) = &sup.spawner {
+            let (fs, registry, tx) = (fs.clone(), sup.registry.clone(), sup.events.clone());
+            tokio::spawn(async move {
+                let tx2 = tx.clone();
+                fs.read_reports(&registry, move |pid, status| {
+                    let _ = tx2.send(WorkerEvent::Exited { pid, status });
+                })
+                .await;
+                let _ = tx.send(WorkerEvent::ForkServerGone);
+            });
+        }
+
+        // Start every worker at once and wait for all of them.
+        let mut set = tokio::task::JoinSet::new();
+        for id in 1..=opts.workers as u32 {
+            let sup = sup.clone();
+            set.spawn(async move { (id, sup.spawn_worker(id).await) });
+        }
+        let mut failure = None;
+        let mut started = Vec::new();
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok((_, Ok((info, slots)))) => started.push((info, slots)),
+                Ok((id, Err(reason))) => {
+                    failure.get_or_insert(StartError::Worker { id, reason });
+                }
+                Err(e) => {
+                    failure.get_or_insert(StartError::Io(std::io::Error::other(e.to_string())));
+                }
+            }
+        }
+        if let Some(e) = failure {
+            sup.shutdown(Duration::from_secs(2)).await;
+            return Err(e);
+        }
+        started.sort_by_key(|(i, _)| i.id);
+        for (info, slots) in started {
+            tracing::info!(id = info.id, pid = info.pid, "worker started");
+            for s in slots {
+                shared.queue.release(s);
+            }
+        }
+        tokio::spawn(sup.clone().run(rx));
+        Ok(sup)
+    }
+
+    /// Starts worker `id` and waits until each of its slots has reported ready.
+    async fn spawn_worker(&self, id: u32) -> Result<(Arc<WorkerInfo>, Vec<Slot>), String> {
+        let opts = &self.shared.opts;
+        let mut ours = Vec::with_capacity(opts.threads);
+        let mut theirs: Vec<OwnedFd> = Vec::with_capacity(opts.threads);
+        for _ in 0..opts.threads {
+            let (a, b) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+            ours.push(a);
+            theirs.push(b.into());
+        }
+        let info = match &self.spawner {
+            Spawner::Fork(fs) => fs.spawn(id, theirs).await?,
+            Spawner::Exec => {
+                let mut child = spawn::exec_worker(&opts.command, &theirs).map_err(|e| e.to_string())?;
+                drop(theirs);
+                let pid = child.id().ok_or("the worker exited at once")?;
+                let info = WorkerInfo::new(id, pid);
+                self.registry.insert(info.clone());
+                let tx = self.events.clone();
+                tokio::spawn(async move {
+                    let status = match child.wait().await {
+                        Ok(s) => spawn::describe_exit(s),
+                        Err(e) => format!("unknown ({e})"),
+                    };
+                    let _ = tx.send(WorkerEvent::Exited { pid, status });
+                });
+                info
+            }
+        };
+        let mut slots = Vec::with_capacity(ours.len());
+        for s in ours {
+            let ready = async {
+                s.set_nonblocking(true)?;
+                let mut slot = Slot::new(info.clone(), UnixStream::from_std(s)?);
+                let f = slot.read_frame().await?;
+                if f.kind != Kind::Ready {
+                    return Err(std::io::Error::other(format!("sent {:?} before Ready", f.kind)));
+                }
+                Ok(slot)
+            };
+            match tokio::time::timeout(opts.start_timeout, ready).await {
+                Ok(Ok(slot)) => slots.push(slot),
+                Ok(Err(e)) => {
+                    info.kill();
+                    return Err(format!(
+                        "pid {} exited before it was ready ({e}); see its error above",
+                        info.pid
+                    ));
+                }
+                Err(_) => {
+                    info.kill();
+                    return Err(format!("pid {} was not ready within {:?}", info.pid, opts.start_timeout));
+                }
+            }
+        }
+        Ok((info, slots))
+    }
+
+    async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<WorkerEvent>) {
+        // Per worker id: when its current process started, and how many times in a row it
+        // died young or failed to start.
+        let mut history: HashMap<u32, (Instant, u32)> = HashMap::new();
+        while let Some(ev) = rx.recv().await {
+            let stopping = self.shutting_down.load(Ordering::Relaxed);
+            match ev {
+                WorkerEvent::Exited { pid, status } => {
+                    let Some(info) = self.registry.remove(pid) else { continue };
+                    info.mark_dead();
+                    self.shared.queue.purge_dead();
+                    if stopping {
+                        tracing::debug!(id = info.id, pid, "worker exited: {status}");
+                        continue;
+                    }
+                    let entry = history.entry(info.id).or_insert((Instant::now(), 0));
+                    // A worker that lived less than this counts as a crash at start-up.
+                    entry.1 = if entry.0.elapsed() < Duration::from_secs(10) { entry.1 + 1 } else { 0 };
+                    tracing::warn!(id = info.id, pid, "worker exited ({status}); starting a replacement");
+                    self.schedule(info.id, entry.1);
+                }
+                WorkerEvent::Started { id, info, slots } => {
+                    if stopping {
+                        info.kill();
+                        continue;
+                    }
+                    history.entry(id).or_insert((Instant::now(), 0)).0 = Instant::now();
+                    tracing::info!(id, pid = info.pid, "worker started");
+                    for s in slots {
+                        self.shared.queue.release(s);
+                    }
+                }
+                WorkerEvent::StartFailed { id, reason } => {
+                    if stopping {
+                        continue;
+                    }
+                    let entry = history.entry(id).or_insert((Instant::now(), 0));
+                    entry.1 += 1;
+                    tracing::error!(id, "worker failed to start: {reason}");
+                    self.schedule(id, entry.1);
+                }
+                WorkerEvent::ForkServerGone => {
+                    if !stopping {
+                        let msg = "the fork server exited; workers can no longer be replaced";
+                        tracing::error!("{msg}");
+                        let _ = self.fatal.send(Some(msg.into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts a replacement for worker `id` after a delay that grows while it keeps dying
+    /// young (0, 0.25 s, 0.5 s, … up to 30 s), so a crash loop never spins the CPU.
+    fn schedule(self: &Arc<Self>, id: u32, failures: u32) {
+        let delay = match failures {
+            0 | 1 => Duration::ZERO,
+            n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(7))).min(Duration::from_secs(30)),
+        };
+        if failures >= 3 {
+            tracing::error!(id, failures, "worker keeps dying right after start; next attempt in {delay:?}");
+        }
+        let sup = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if sup.shutting_down.load(Ordering::Relaxed) {
+                return;
+            }
+            let ev = match sup.spawn_worker(id).await {
+                Ok((info, slots)) => WorkerEvent::Started { id, info, slots },
+                Err(reason) => WorkerEvent::StartFailed { id, reason },
+            };
+            let _ = sup.events.send(ev);
+        });
+    }
+
+    pub(crate) fn worker_pids(&self) -> Vec<(u32, u32)> {
+        let mut v: Vec<(u32, u32)> = self.registry.all().iter().map(|w| (w.id, w.pid)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub(crate) fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.fatal.subscribe()
+    }
+
+    pub(crate) async fn shutdown(&self, deadline: Duration) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        // Idle slots close now (their threads see the end and the worker exits); busy ones
+        // close when their exchange ends.
+        self.shared.queue.close();
+        let until = tokio::time::Instant::now() + deadline;
+        while !self.registry.is_empty() {
+            let changed = self.registry.changed.notified();
+            if tokio::time::timeout_at(until, changed).await.is_err() {
+                break;
+            }
+        }
+        let left = self.registry.all();
+        if !left.is_empty() {
+            tracing::warn!(count = left.len(), "workers still busy at the deadline; killing them");
+            for w in &left {
+                w.kill();
+            }
+            let until = tokio::time::Instant::now() + Duration::from_secs(5);
+            while !self.registry.is_empty() {
+                let changed = self.registry.changed.notified();
+                if tokio::time::timeout_at(until, changed).await.is_err() {
+                    break;
+                }
+            }
+        }
+        // Workers are children of the fork server and die with it, so it goes last.
+        if let Spawner::Fork(fs) = &self.spawner {
+            fs.stop();
+            let mut child = fs.child.lock().await;
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Importing the app (`module:attr` or `module:factory(args)`).
+
+use std::ffi::CString;
+
+use pyo3::prelude::*;
+use thiserror::Error;
+
+/// The app could not be loaded. `traceback` is Python's, for the operator.
+#[derive(Debug, Error)]
+#[error("cannot load the app {spec}:\n{traceback}")]
+pub struct LoadError {
+    pub spec: String,
+    pub traceback: String,
+}
+
+/// What to import.
+#[derive(Debug, Clone)]
+pub struct AppTarget {
+    pub module: String,
+    pub attr: String,
+    pub call_args: Option<String>,
+    /// Put first on sys.path (the --chdir directory, or the working directory).
+    pub app_dir: Option<String>,
+}
+
+impl AppTarget {
+    pub fn spec(&self) -> String {
+        match &self.call_args {
+            Some(a) => format!("{}:{}({a})", self.module, self.attr),
+            None => format!("{}:{}", self.module, self.attr),
+        }
+    }
+}
+
+/// A loaded WSGI callable and the helper module.
+pub struct App {
+    pub(crate) callable: Py<PyAny>,
+    pub(crate) boot: Py<PyModule>,
+}
+
+pub(crate) fn boot_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    // The source is our own file; it contains no NUL byte.
+    let code = CString::new(crate::BOOT_SOURCE).map_err(|e| {
+        pyo3::exceptions::PyValueError::new_err(format!("boot module: {e}"))
+    })?;
+    PyModule::from_code(py, &code, c"flaskhost_boot.py", c"flaskhost_boot")
+}
+
+/// Formats an exception with its traceback, never failing (the formatting itself could raise).
+pub(crate) fn format_err(py: Python<'_>, boot: &Bound<'_, PyModule>, err: &PyErr) -> String {
+    boot.call_method1("format_exception", (err.value(py),))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| err.to_string())
+}
+
+/// Imports the app. Needs a started interpreter ([`crate::interp::start`]).
+pub fn load(target: &AppTarget) -> Result<App, LoadError> {
+    Python::attach(|py| {
+        let boot = boot_module(py).map_err(|e| LoadError {
+            spec: target.spec(),
+            traceback: e.to_string(),
+        })?;
+        let r = boot.call_method1(
+            "load_app",
+            (&target.module, &target.attr, target.call_args.as_deref(), target.app_dir.as_deref()),
+        );
+        match r {
+            Ok(obj) => Ok(App { callable: obj.unbind(), boot: boot.unbind() }),
+            Err(e) => Err(LoadError { spec: target.spec(), traceback: format_err(py, &boot, &e) }),
+        }
+    })
+}
+
+impl App {
+    /// Runs once in the fork server after the import: a full collection, then `gc.freeze()`,
+    /// so that forked workers share the app's pages instead of copying them.
+    pub fn prepare_for_fork(&self) {
+        Python::attach(|py| {
+            if let Err(e) = self.boot.bind(py).call_method0("after_load") {
+                tracing::warn!("gc.freeze() before forking failed: {e}");
+            }
+        });
+    }
+
+    /// The number of OS threads in this process, as Linux counts them. Forking is only safe
+    /// from a single-threaded process; an app that starts threads at import breaks that.
+    pub fn thread_count(&self) -> usize {
+        Python::attach(|py| {
+            self.boot
+                .bind(py)
+                .call_method0("thread_count")
+                .and_then(|n| n.extract())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Flushes stdio and runs `atexit` hooks; workers end with `_exit` after this.
+    pub fn run_exit_hooks(&self) {
+        Python::attach(|py| {
+            let _ = self.boot.bind(py).call_method0("run_exit_hooks");
+        });
+    }
+}

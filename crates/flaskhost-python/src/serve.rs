@@ -1,0 +1,293 @@
+//! The slot loop: one thread per slot socket, each serving one request at a time.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use flaskhost_ipc::frame::{self, Kind};
+use flaskhost_ipc::request::{self, RequestHead};
+use flaskhost_ipc::sync::FrameConn;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::app::{App, format_err};
+use crate::strings::latin1;
+use crate::wsgi::{FileWrapper, Input, ServeError, Slot, StartResponse, send_body};
+
+/// What the environ says about the process model.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotOptions {
+    pub multithread: bool,
+    pub multiprocess: bool,
+}
+
+/// Serves every slot until the front closes them, one thread each (the calling thread takes
+/// the first). Returns when all slots have ended.
+pub fn serve_slots(app: &App, slots: Vec<UnixStream>, opts: SlotOptions) -> io::Result<()> {
+    let pid = std::process::id();
+    let app = Python::attach(|py| App {
+        callable: app.callable.clone_ref(py),
+        boot: app.boot.clone_ref(py),
+    });
+    let app = Arc::new(app);
+    let mut handles = Vec::new();
+    let mut slots = slots.into_iter();
+    let first = slots.next();
+    for (i, s) in slots.enumerate() {
+        let app = app.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("slot-{}", i + 1))
+                .spawn(move || serve_one(&app, s, opts, pid))?,
+        );
+    }
+    let mut result = match first {
+        Some(s) => serve_one(&app, s, opts, pid),
+        None => Ok(()),
+    };
+    for h in handles {
+        let r = h.join().unwrap_or_else(|_| Err(io::Error::other("slot thread panicked")));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+/// Keys and values every request uses, created once per slot.
+struct Keys {
+    request_method: Py<PyString>,
+    script_name: Py<PyString>,
+    path_info: Py<PyString>,
+    query_string: Py<PyString>,
+    server_name: Py<PyString>,
+    server_port: Py<PyString>,
+    server_protocol: Py<PyString>,
+    remote_addr: Py<PyString>,
+    remote_port: Py<PyString>,
+    url_scheme: Py<PyString>,
+    input: Py<PyString>,
+    http: Py<PyString>,
+    https: Py<PyString>,
+    protocols: [Py<PyString>; 3],
+}
+
+/// Builds environs from a per-slot template: a dict copy plus a dozen sets with interned keys,
+/// rather than a fresh dict of twenty string keys.
+pub(crate) struct EnvironBuilder {
+    template: Py<PyDict>,
+    keys: Keys,
+    /// Interned header keys (`HTTP_ACCEPT` …) and methods, bounded so that a client inventing
+    /// header names cannot grow it without end.
+    names: HashMap<Vec<u8>, Py<PyString>>,
+}
+
+const NAME_CACHE_MAX: usize = 512;
+
+impl EnvironBuilder {
+    pub(crate) fn new(py: Python<'_>, opts: SlotOptions) -> PyResult<EnvironBuilder> {
+        let t = PyDict::new(py);
+        t.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        t.set_item("wsgi.multithread", opts.multithread)?;
+        t.set_item("wsgi.multiprocess", opts.multiprocess)?;
+        t.set_item("wsgi.run_once", false)?;
+        t.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+        t.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        // The body ends where the front says it ends, chunked or not; frameworks may read
+        // wsgi.input to EOF without CONTENT_LENGTH.
+        t.set_item("wsgi.input_terminated", true)?;
+        t.set_item("SERVER_SOFTWARE", "flaskhost")?;
+        let k = |s: &str| PyString::intern(py, s).unbind();
+        Ok(EnvironBuilder {
+            template: t.unbind(),
+            keys: Keys {
+                request_method: k("REQUEST_METHOD"),
+                script_name: k("SCRIPT_NAME"),
+                path_info: k("PATH_INFO"),
+                query_string: k("QUERY_STRING"),
+                server_name: k("SERVER_NAME"),
+                server_port: k("SERVER_PORT"),
+                server_protocol: k("SERVER_PROTOCOL"),
+                remote_addr: k("REMOTE_ADDR"),
+                remote_port: k("REMOTE_PORT"),
+                url_scheme: k("wsgi.url_scheme"),
+                input: k("wsgi.input"),
+                http: k("http"),
+                https: k("https"),
+                protocols: [k("HTTP/1.0"), k("HTTP/1.1"), k("HTTP/2")],
+            },
+            names: HashMap::new(),
+        })
+    }
+
+    fn name<'py>(&mut self, py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+        if let Some(s) = self.names.get(b) {
+            return s.bind(py).clone();
+        }
+        let s = latin1(py, b);
+        if self.names.len() < NAME_CACHE_MAX {
+            // Interning makes the dict's key hashing and comparisons pointer-fast later.
+            let s = PyString::intern(py, &s.to_string_lossy());
+            self.names.insert(b.to_vec(), s.clone().unbind());
+            return s;
+        }
+        s
+    }
+
+    pub(crate) fn build<'py>(
+        &mut self,
+        py: Python<'py>,
+        h: &RequestHead<'_>,
+        input: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let env = self.template.bind(py).copy()?;
+        let method = {
+            let m = h.method;
+            match self.names.get(m) {
+                Some(s) => s.bind(py).clone(),
+                None => self.name(py, m),
+            }
+        };
+        let k = &self.keys;
+        env.set_item(k.request_method.bind(py), method)?;
+        env.set_item(k.script_name.bind(py), latin1(py, h.script_name))?;
+        env.set_item(k.path_info.bind(py), latin1(py, h.path_info))?;
+        env.set_item(k.query_string.bind(py), latin1(py, h.query))?;
+        env.set_item(k.server_name.bind(py), latin1(py, h.server_name))?;
+        env.set_item(k.server_port.bind(py), latin1(py, h.server_port))?;
+        let proto = match h.version {
+            request::Version::Http10 => &k.protocols[0],
+            request::Version::Http11 => &k.protocols[1],
+            request::Version::Http2 => &k.protocols[2],
+        };
+        env.set_item(k.server_protocol.bind(py), proto.bind(py))?;
+        env.set_item(k.remote_addr.bind(py), latin1(py, h.remote_addr))?;
+        let mut port = itoa_buf(h.remote_port);
+        env.set_item(k.remote_port.bind(py), latin1(py, port.as_slice()))?;
+        port.clear();
+        let scheme = if h.https { &k.https } else { &k.http };
+        env.set_item(k.url_scheme.bind(py), scheme.bind(py))?;
+        env.set_item(k.input.bind(py), input)?;
+        for pair in h.headers.clone() {
+            let (name, value) = pair.map_err(|e| {
+                pyo3::exceptions::PyValueError::new_err(format!("bad request head: {e}"))
+            })?;
+            let key = self.name(py, name);
+            env.set_item(key, latin1(py, value))?;
+        }
+        Ok(env)
+    }
+}
+
+fn itoa_buf(v: u16) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+/// Serves one slot until the front closes it.
+fn serve_one(app: &App, stream: UnixStream, opts: SlotOptions, pid: u32) -> io::Result<()> {
+    let mut conn = FrameConn::new(stream);
+    frame::push_u32(&mut conn.wbuf, Kind::Ready, pid);
+    conn.flush()?;
+    let slot = Slot::new(conn);
+    Python::attach(|py| -> io::Result<()> {
+        let setup = || -> PyResult<_> {
+            let sr = Bound::new(py, StartResponse::new(slot.clone()))?;
+            StartResponse::bind_write(&sr)?;
+            Ok((sr, EnvironBuilder::new(py, opts)?))
+        };
+        let (sr, mut environ) = setup().map_err(|e| io::Error::other(e.to_string()))?;
+        let app_obj = app.callable.bind(py);
+        let boot = app.boot.bind(py);
+        let mut head_buf: Vec<u8> = Vec::with_capacity(8 * 1024);
+        let mut request_id: u64 = 0;
+        loop {
+            // Wait for the next request without the GIL, and copy its frame out of the
+            // connection (see the locking invariant in wsgi.rs).
+            head_buf.clear();
+            let kind = py.detach(|| -> io::Result<Option<Kind>> {
+                let mut c = slot.lock();
+                loop {
+                    let Some(f) = c.read_frame()? else { return Ok(None) };
+                    match f.kind {
+                        Kind::Request => {
+                            head_buf.extend_from_slice(c.payload(&f));
+                            return Ok(Some(Kind::Request));
+                        }
+                        // An Abort that crossed our ResponseEnd on the wire: nothing to stop.
+                        Kind::Abort => continue,
+                        other => return Ok(Some(other)),
+                    }
+                }
+            })?;
+            match kind {
+                None => return Ok(()),
+                Some(Kind::Request) => {}
+                Some(other) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("protocol error: {other:?} frame while idle"),
+                    ));
+                }
+            }
+            request_id += 1;
+            slot.begin(request_id);
+            let head = request::decode(&head_buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            handle(py, app_obj, boot, &sr, &mut environ, &slot, request_id, &head)?;
+        }
+    })
+}
+
+/// Runs one request through the app. App errors are logged and reported to the front;
+/// connection errors end the slot.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    boot: &Bound<'_, PyModule>,
+    sr: &Bound<'_, StartResponse>,
+    environ: &mut EnvironBuilder,
+    slot: &Arc<Slot>,
+    request_id: u64,
+    head: &RequestHead<'_>,
+) -> io::Result<()> {
+    let is_head = head.method == b"HEAD";
+    sr.borrow_mut().reset(request_id, is_head);
+    let input = Input::new(slot.clone(), request_id, head.inline_body, head.body_streaming);
+    let outcome = (|| -> Result<(), ServeError> {
+        let input = Bound::new(py, input)?.into_any();
+        let env = environ.build(py, head, input)?;
+        let result = app.call1((env, sr))?;
+        let sent = send_body(py, sr, &result);
+        // close() runs whatever happened while sending, including a client that went away.
+        let closed = if result.is_exact_instance_of::<pyo3::types::PyList>() {
+            Ok(())
+        } else {
+            match result.getattr_opt(intern!(py, "close")) {
+                Ok(Some(close)) => close.call0().map(drop),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        sent?;
+        closed?;
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(ServeError::Conn(e)) => Err(e),
+        Err(ServeError::App(e)) => {
+            let tb = format_err(py, boot, &e);
+            let method = String::from_utf8_lossy(head.method);
+            let path = String::from_utf8_lossy(head.path_info);
+            let started = sr.borrow().head_sent();
+            tracing::error!(
+                "app error on {method} {path}{}:\n{tb}",
+                if started { " (after the response started; it is cut short)" } else { "" }
+            );
+            sr.borrow_mut().fail(py, e.to_string().as_str())
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! `flaskhost serve`: the lifecycle of the main process.
+//!
+//! config (validated, nothing bound) → tracing → workers started (the app is imported
+//! before anything listens, so a broken app never accepts a connection) → bind → serve →
+//! signal → drain with a deadline → stop workers → exit.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flaskhost_config::{ServeConfig, Sources};
+use flaskhost_front::FrontOptions;
+use flaskhost_pool::{Pool, PoolOptions, SpawnMode, StartError, WorkerCommand};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::ServeArgs;
+
+/// How long a client may take to send its request head (nginx client_header_timeout).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the client may pause while sending a body (nginx client_body_timeout).
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a worker may take to import the app and report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// Listen backlog (nginx and gunicorn use 511/2048; the kernel caps it at somaxconn).
+const BACKLOG: u32 = 1024;
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    let env = flaskhost_config::process_env();
+    let cfg = match flaskhost_config::load(Sources {
+        file: args.config.as_deref(),
+        env: &env,
+        cli: flaskhost_config::Options::default(),
+        cli_text: args.pairs(),
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flaskhost: configuration error: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    crate::init_tracing(&cfg.log_level);
+    if let Some(dir) = &cfg.chdir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            eprintln!("flaskhost: configuration error: `chdir`: cannot enter {}: {e}", dir.display());
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flaskhost: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(lifecycle(cfg))
+}
+
+fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
+    let program = std::env::current_exe()?;
+    let app_dir = std::env::current_dir()?;
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "worker".into(),
+        "--module".into(),
+        cfg.app.module.clone().into(),
+        "--attr".into(),
+        cfg.app.attr.clone().into(),
+        "--app-dir".into(),
+        app_dir.into_os_string(),
+        "--log-level".into(),
+        cfg.log_level.clone().into(),
+    ];
+    if let Some(call) = &cfg.app.call_args {
+        args.push("--call".into());
+        args.push(call.clone().into());
+    }
+    if let Some(venv) = &cfg.venv {
+        args.push("--venv".into());
+        args.push(venv.clone().into_os_string());
+    }
+    if cfg.threads.get() > 1 {
+        args.push("--multithread".into());
+    }
+    if cfg.workers.get() > 1 {
+        args.push("--multiprocess".into());
+    }
+    Ok(PoolOptions {
+        workers: cfg.workers.get(),
+        threads: cfg.threads.get(),
+        mode: if cfg.lazy_apps { SpawnMode::Lazy } else { SpawnMode::Preload },
+        command: WorkerCommand { program, args },
+        queue_size: cfg.queue_size,
+        queue_timeout: cfg.queue_timeout,
+        timeout: cfg.timeout,
+        body_timeout: BODY_TIMEOUT,
+        post_buffering: usize::try_from(cfg.post_buffering).unwrap_or(usize::MAX),
+        start_timeout: START_TIMEOUT,
+    })
+}
+
+/// What ended serving.
+enum Stop {
+    Graceful(&'static str),
+    Fast(&'static str),
+    Failed(String),
+}
+
+async fn wait_for_stop(pool: &Pool) -> Stop {
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return Stop::Failed("cannot install signal handlers".into());
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Stop::Graceful("SIGTERM"),
+            _ = int.recv() => return Stop::Graceful("SIGINT"),
+            _ = quit.recv() => return Stop::Fast("SIGQUIT"),
+            _ = hup.recv() => tracing::warn!("SIGHUP (reload) is not supported yet; ignoring it"),
+            reason = pool.failed() => return Stop::Failed(reason),
+        }
+    }
+}
+
+async fn lifecycle(cfg: ServeConfig) -> ExitCode {
+    let started = Instant::now();
+    let opts = match pool_options(&cfg) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!("cannot find this executable to start workers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let spec = match &cfg.app.call_args {
+        Some(a) => format!("{}:{}({a})", cfg.app.module, cfg.app.attr),
+        None => format!("{}:{}", cfg.app.module, cfg.app.attr),
+    };
+    tracing::info!(
+        app = %spec,
+        workers = cfg.workers.get(),
+        threads = cfg.threads.get(),
+        mode = if cfg.lazy_apps { "lazy" } else { "preload" },
+        "starting"
+    );
+    let pool = match Pool::start(opts).await {
+        Ok(p) => p,
+        Err(StartError::AppLoad(msg)) => {
+            tracing::error!("{msg}");
+            eprintln!("flaskhost: the app could not be loaded; nothing was started");
+            return ExitCode::from(3);
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let front_opts = FrontOptions {
+        script_name: cfg.script_name.clone(),
+        max_body_size: cfg.max_body_size,
+        header_read_timeout: HEADER_READ_TIMEOUT,
+    };
+    let listeners = match flaskhost_front::bind(&cfg.binds, cfg.socket_mode, BACKLOG) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            pool.shutdown(Duration::from_secs(5)).await;
+            return ExitCode::FAILURE;
+        }
+    };
+    for l in &listeners {
+        tracing::info!("listening on {}", l.describe());
+    }
+    let pids: Vec<String> = pool.worker_pids().iter().map(|(id, pid)| format!("{id}:{pid}")).collect();
+    tracing::info!(
+        workers = %pids.join(","),
+        "ready in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    let router = flaskhost_front::router(Arc::new(pool.clone()), &front_opts);
+    let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
+    let shutdown = {
+        let (pool, stop, grace) = (pool.clone(), stop.clone(), cfg.graceful_timeout);
+        async move {
+            let s = wait_for_stop(&pool).await;
+            let grace = match &s {
+                Stop::Graceful(sig) => {
+                    tracing::info!("{sig}: no longer accepting; draining for up to {grace:?}");
+                    grace
+                }
+                Stop::Fast(sig) => {
+                    tracing::info!("{sig}: stopping now");
+                    Duration::ZERO
+                }
+                Stop::Failed(reason) => {
+                    tracing::error!("stopping: {reason}");
+                    Duration::ZERO
+                }
+            };
+            *stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+            grace
+        }
+    };
+    let drained = flaskhost_front::serve(listeners, router, &front_opts, shutdown).await;
+    if !drained {
+        tracing::warn!("connections still open at the deadline were closed");
+    }
+    pool.shutdown(Duration::from_secs(5)).await;
+    let failed = matches!(*stop.lock().unwrap_or_else(|p| p.into_inner()), Some(Stop::Failed(_)));
+    tracing::info!("stopped");
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
