@@ -40,8 +40,12 @@ pub fn rescue(e: &DispatchError, method: &str, path: &str) -> Response {
     let mut chain = e.to_string();
     let mut cur = std::error::Error::source(e);
     while let Some(c) = cur {
-        chain.push_str(": ");
-        chain.push_str(&c.to_string());
+        // Wrapping errors often repeat their cause's text; keep each text once.
+        let text = c.to_string();
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
         cur = c.source();
     }
     match status.as_u16() {

@@ -49,6 +49,9 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.header_read_timeout)
+        // HTTP/1 header names are case-insensitive, but people and some clients read them
+        // as written: send `Content-Type` like nginx does, not `content-type`.
+        .title_case_headers(true)
         .keep_alive(true);
     let builder = Arc::new(builder);
     let graceful = Arc::new(GracefulShutdown::new());

@@ -33,7 +33,7 @@ pub enum DispatchError {
     #[error("the app's response on worker {worker} cannot be sent: {reason}")]
     BadResponse { worker: u32, reason: String },
     /// Reading the request body from the client failed (too large, too slow, malformed).
-    #[error("reading the request body: {source}")]
+    #[error("reading the request body failed")]
     RequestBody {
         #[source]
         source: BoxError,

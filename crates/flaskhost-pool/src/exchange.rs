@@ -127,8 +127,20 @@ impl Exchange {
     }
 }
 
+/// Reads and discards the rest of a request body the app did not read, so the client's
+/// connection stays usable for its next request (nginx discards unread bodies the same way).
+/// The body is already capped at max-body-size; each read waits at most `timeout`.
+async fn discard_body(mut body: RequestBody, timeout: Duration) {
+    while let Ok(Some(Ok(_))) = tokio::time::timeout(timeout, body.frame()).await {}
+}
+
 impl Drop for Exchange {
     fn drop(&mut self) {
+        if let Some(body) = self.body.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(discard_body(body, self.shared.opts.body_timeout));
+            }
+        }
         let Some(slot) = self.slot.take() else { return };
         if self.finished {
             self.shared.queue.release(slot);

@@ -104,28 +104,48 @@ enum Stop {
     Failed(String),
 }
 
-async fn wait_for_stop(pool: &Pool) -> Stop {
-    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-        signal(SignalKind::hangup()),
-    ) else {
-        return Stop::Failed("cannot install signal handlers".into());
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return Stop::Graceful("SIGTERM"),
-            _ = int.recv() => return Stop::Graceful("SIGINT"),
-            _ = quit.recv() => return Stop::Fast("SIGQUIT"),
-            _ = hup.recv() => tracing::warn!("SIGHUP (reload) is not supported yet; ignoring it"),
-            reason = pool.failed() => return Stop::Failed(reason),
+/// The signals the main process handles. Registered before anything starts, so that a
+/// signal arriving at any point after start-up (systemd or Kubernetes may stop the server the
+/// moment it says it listens) is handled, never fatal by default action.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn wait_for_stop(&mut self, pool: &Pool) -> Stop {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return Stop::Graceful("SIGTERM"),
+                _ = self.int.recv() => return Stop::Graceful("SIGINT"),
+                _ = self.quit.recv() => return Stop::Fast("SIGQUIT"),
+                _ = self.hup.recv() => tracing::warn!("SIGHUP (reload) is not supported yet; ignoring it"),
+                reason = pool.failed() => return Stop::Failed(reason),
+            }
         }
     }
 }
 
 async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     let started = Instant::now();
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = match pool_options(&cfg) {
         Ok(o) => o,
         Err(e) => {
@@ -185,7 +205,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     let shutdown = {
         let (pool, stop, grace) = (pool.clone(), stop.clone(), cfg.graceful_timeout);
         async move {
-            let s = wait_for_stop(&pool).await;
+            let s = signals.wait_for_stop(&pool).await;
             let grace = match &s {
                 Stop::Graceful(sig) => {
                     tracing::info!("{sig}: no longer accepting; draining for up to {grace:?}");
