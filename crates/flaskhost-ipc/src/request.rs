@@ -135,15 +135,14 @@ pub fn encode<'h>(
     // encoded prefix (`/%61pp`) mounts like the plain one.
     let decoded = percent_encoding::percent_decode(meta.raw_path.as_bytes());
     let decoded: std::borrow::Cow<'_, [u8]> = decoded.into();
+    // A path outside the prefix is passed whole with an empty SCRIPT_NAME, so the app still
+    // sees (and can rebuild) the URL that was asked for.
     let sn = meta.script_name.as_bytes();
-    let path_info: &[u8] = if !sn.is_empty()
+    let mounted = !sn.is_empty()
         && decoded.starts_with(sn)
-        && (decoded.len() == sn.len() || decoded[sn.len()] == b'/')
-    {
-        &decoded[sn.len()..]
-    } else {
-        &decoded
-    };
+        && (decoded.len() == sn.len() || decoded[sn.len()] == b'/');
+    let (sn, path_info): (&[u8], &[u8]) =
+        if mounted { (sn, &decoded[sn.len()..]) } else { (b"", &decoded) };
     buf.put_short(sn);
     buf.put_long(path_info);
     buf.put_long(meta.query.as_bytes());
@@ -439,7 +438,7 @@ mod tests {
         m.script_name = "/app";
         let (buf, r) = roundtrip(&m, &[]);
         let h = decode(&buf[r]).unwrap();
-        assert_eq!(h.path_info, b"/apple");
+        assert_eq!((h.script_name, h.path_info), (&b""[..], &b"/apple"[..]));
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub mod serve;
 mod strings;
 mod wsgi;
 
+#[doc(hidden)]
+pub mod testing;
+
 pub use app::{App, LoadError};
 pub use interp::{InterpError, InterpOptions, PythonInfo};
 
