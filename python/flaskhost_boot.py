@@ -64,6 +64,19 @@ def after_load():
     gc.freeze()
 
 
+def enable_traceback_dump(signum):
+    """On ``signum``, write every thread's Python traceback to stderr (the server log).
+
+    The supervisor sends it to a worker that overran its timeout, just before killing it, so
+    the log says where the app was stuck (uWSGI's harakiri prints a C backtrace; this is the
+    Python one). faulthandler's handler is C code: it works while the app is blocked in C or
+    holds the GIL.
+    """
+    import faulthandler
+
+    faulthandler.register(signum, file=sys.stderr, all_threads=True, chain=False)
+
+
 def flush_std_streams():
     for stream in (sys.stdout, sys.stderr):
         try:

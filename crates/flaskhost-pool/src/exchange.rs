@@ -67,6 +67,13 @@ impl Exchange {
         }
     }
 
+    /// Gives up on a worker that is stuck: it logs its tracebacks, then is killed.
+    fn harakiri(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.worker.dump_and_kill();
+        }
+    }
+
     /// Reads the next frame that is not a `ReadBody`, answering those on the way.
     async fn next_frame(&mut self) -> io::Result<Frame> {
         loop {
@@ -196,7 +203,7 @@ async fn drain(mut ex: Exchange) {
                 s.worker.mark_dead();
             }
         }
-        Err(_) => ex.kill_worker(),
+        Err(_) => ex.harakiri(),
     }
 }
 
@@ -284,7 +291,15 @@ pub(crate) async fn dispatch(
     let head = match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
         Err(_) => {
             let (worker, pid) = ex.worker_ids();
-            ex.kill_worker();
+            tracing::error!(
+                worker,
+                pid,
+                "{} {} got no response within {:?}: the worker's Python tracebacks follow, then it is killed",
+                meta.method,
+                meta.raw_path,
+                opts.timeout
+            );
+            ex.harakiri();
             return Err(DispatchError::Timeout { worker, pid, timeout: opts.timeout });
         }
         Ok(Err(e)) => return Err(ex.died(e)),
@@ -391,7 +406,8 @@ async fn pump(mut ex: Exchange, tx: mpsc::Sender<Result<Bytes, StreamError>>) {
         let (worker, pid) = ex.worker_ids();
         let f = match read {
             Err(_) => {
-                ex.kill_worker();
+                tracing::error!(worker, pid, "streamed response stalled for {timeout:?}: the worker's Python tracebacks follow, then it is killed");
+                ex.harakiri();
                 let _ = tx.send(Err(StreamError::Timeout { worker, timeout })).await;
                 return;
             }

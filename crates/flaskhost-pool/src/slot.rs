@@ -41,6 +41,32 @@ impl WorkerInfo {
     }
 }
 
+/// How long a stuck worker has to write its tracebacks between `SIGUSR2` and `SIGKILL`.
+const DUMP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl WorkerInfo {
+    /// A request overran its timeout on this worker: make it log where it is stuck (every
+    /// thread's Python traceback, on `SIGUSR2`), then kill it. Nothing is sent to it meanwhile.
+    pub fn dump_and_kill(self: &std::sync::Arc<Self>) {
+        self.mark_dead();
+        // SAFETY: as in `kill`.
+        unsafe {
+            libc::kill(self.pid as libc::pid_t, libc::SIGUSR2);
+        }
+        let me = self.clone();
+        let kill_later = async move {
+            tokio::time::sleep(DUMP_GRACE).await;
+            me.kill();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(kill_later);
+            }
+            Err(_) => self.kill(),
+        }
+    }
+}
+
 /// A frame read from a slot: its kind and its payload, shared with the read buffer.
 pub struct Frame {
     pub kind: Kind,

@@ -82,6 +82,16 @@ impl App {
         });
     }
 
+    /// Makes `SIGUSR2` dump every thread's Python traceback to stderr. Inherited by forked
+    /// workers; lazy workers call it themselves.
+    pub fn enable_traceback_dump(&self) {
+        Python::attach(|py| {
+            if let Err(e) = self.boot.bind(py).call_method1("enable_traceback_dump", (libc::SIGUSR2,)) {
+                tracing::warn!("cannot register the traceback dump on SIGUSR2: {e}");
+            }
+        });
+    }
+
     /// The number of OS threads in this process, as Linux counts them. Forking is only safe
     /// from a single-threaded process; an app that starts threads at import breaks that.
     pub fn thread_count(&self) -> usize {

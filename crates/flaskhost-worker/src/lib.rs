@@ -57,7 +57,9 @@ fn common_process_setup() {
 fn load(args: &WorkerArgs) -> Result<App, String> {
     let info = interp::start(&InterpOptions { venv: args.venv.clone() }).map_err(|e| e.to_string())?;
     tracing::debug!(python = %info.version, executable = %info.executable, "python started");
-    app::load(&args.target).map_err(|e| e.to_string())
+    let app = app::load(&args.target).map_err(|e| e.to_string())?;
+    app.enable_traceback_dump();
+    Ok(app)
 }
 
 fn streams(fds: Vec<OwnedFd>) -> Vec<UnixStream> {
