@@ -178,12 +178,10 @@ pub fn encode<'h>(
     let count_at = buf.len();
     buf.put_u16(0);
     let mut count: u16 = 0;
-    if meta.host_from_uri {
-        if let Some(h) = meta.host {
-            buf.put_short(b"HTTP_HOST");
-            buf.put_long(h.as_bytes());
-            count += 1;
-        }
+    if let (true, Some(h)) = (meta.host_from_uri, meta.host) {
+        buf.put_short(b"HTTP_HOST");
+        buf.put_long(h.as_bytes());
+        count += 1;
     }
     let mut prev: Option<&str> = None;
     let mut prev_len_at = 0usize;

@@ -35,7 +35,7 @@ impl HeadWriter {
     }
 
     /// The body follows in `ResponseBody` frames and ends with `ResponseEnd`.
-    pub fn finish_streaming(self, buf: &mut Vec<u8>) {
+    pub fn finish_streaming(self, buf: &mut [u8]) {
         buf[self.count_at..self.count_at + 2].copy_from_slice(&self.count.to_le_bytes());
         frame::finish(buf, self.at);
     }

@@ -143,10 +143,8 @@ async fn discard_body(mut body: RequestBody, timeout: Duration) {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        if let Some(body) = self.body.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(discard_body(body, self.shared.opts.body_timeout));
-            }
+        if let (Some(body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(discard_body(body, self.shared.opts.body_timeout));
         }
         let Some(slot) = self.slot.take() else { return };
         if self.finished {

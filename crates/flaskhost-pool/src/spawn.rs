@@ -103,11 +103,14 @@ pub(crate) fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// Where the pid of a requested worker (or why there is none) is delivered.
+type SpawnReply = oneshot::Sender<Result<Arc<WorkerInfo>, String>>;
+
 /// The supervisor's side of the fork server.
 pub(crate) struct ForkServer {
     ctl: AsyncFd<OwnedFd>,
     pub(crate) child: tokio::sync::Mutex<Child>,
-    pending: Mutex<HashMap<u32, oneshot::Sender<Result<Arc<WorkerInfo>, String>>>>,
+    pending: Mutex<HashMap<u32, SpawnReply>>,
 }
 
 pub(crate) enum Started {

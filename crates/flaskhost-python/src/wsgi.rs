@@ -374,7 +374,7 @@ impl StartResponse {
         let out = &mut self.out;
         let aborted = py.detach(|| -> io::Result<bool> {
             let mut c = slot.lock();
-            let r = (&*c.stream()).write_all(out);
+            let r = c.stream().write_all(out);
             out.clear();
             r?;
             if check_abort && c.has_pending_input()? {

@@ -15,7 +15,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Serve a WSGI app (e.g. `flaskhost serve --app wsgi:application`).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Internal: a Python worker process, started by `serve`.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -61,6 +61,59 @@ pub struct ServeArgs {
     pub script_name: Option<String>,
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    // ---- The edge (see OPTIONS.md): repeatable flags collect into lists.
+    #[arg(long, value_name = "on|off|self-signed")]
+    pub tls: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Vec<String>,
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Vec<String>,
+    #[arg(long, value_name = "1.2|1.3")]
+    pub tls_min_version: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub redirect_http: Vec<String>,
+    #[arg(long = "static", value_name = "URL=PATH")]
+    pub static_mounts: Vec<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub static_cache_size: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub static_cache_max_file: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    pub security_headers: Option<String>,
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+    #[arg(long, value_name = "VALUE|off")]
+    pub hsts: Option<String>,
+    #[arg(long, value_name = "VALUE")]
+    pub server_header: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub max_request_line: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub max_header_size: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_header_count: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub header_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub body_timeout: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub keepalive_timeout: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+    #[arg(long, value_name = "CIDR,...")]
+    pub forwarded_allow_ips: Vec<String>,
+    #[arg(long, value_name = "off|stdout|stderr|FILE")]
+    pub access_log: Option<String>,
+    #[arg(long, value_name = "combined|json")]
+    pub access_log_format: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub access_log_max_size: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub access_log_backup: Option<String>,
+    #[arg(long, value_name = "ENCODING,...")]
+    pub compression: Vec<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub compression_min_size: Option<String>,
 }
 
 impl ServeArgs {
@@ -92,7 +145,52 @@ impl ServeArgs {
         for b in &self.bind {
             v.push(("bind", b.clone()));
         }
+        self.edge_pairs(&mut v);
         v
+    }
+}
+
+impl ServeArgs {
+    /// The edge's flags, appended to `pairs`.
+    fn edge_pairs(&self, v: &mut Vec<(&'static str, String)>) {
+        let single: [(&'static str, &Option<String>); 19] = [
+            ("tls", &self.tls),
+            ("tls-min-version", &self.tls_min_version),
+            ("static-cache-size", &self.static_cache_size),
+            ("static-cache-max-file", &self.static_cache_max_file),
+            ("security-headers", &self.security_headers),
+            ("hsts", &self.hsts),
+            ("server-header", &self.server_header),
+            ("max-request-line", &self.max_request_line),
+            ("max-header-size", &self.max_header_size),
+            ("max-header-count", &self.max_header_count),
+            ("header-timeout", &self.header_timeout),
+            ("body-timeout", &self.body_timeout),
+            ("keepalive-timeout", &self.keepalive_timeout),
+            ("max-connections", &self.max_connections),
+            ("access-log", &self.access_log),
+            ("access-log-format", &self.access_log_format),
+            ("access-log-max-size", &self.access_log_max_size),
+            ("access-log-backup", &self.access_log_backup),
+            ("compression-min-size", &self.compression_min_size),
+        ];
+        for (key, value) in single {
+            if let Some(x) = value {
+                v.push((key, x.clone()));
+            }
+        }
+        let lists: [(&'static str, &Vec<String>); 7] = [
+            ("tls-cert", &self.tls_cert),
+            ("tls-key", &self.tls_key),
+            ("redirect-http", &self.redirect_http),
+            ("static", &self.static_mounts),
+            ("header", &self.header),
+            ("forwarded-allow-ips", &self.forwarded_allow_ips),
+            ("compression", &self.compression),
+        ];
+        for (key, items) in lists {
+            v.extend(items.iter().map(|x| (key, x.clone())));
+        }
     }
 }
 

@@ -39,11 +39,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     crate::init_tracing(&cfg.log_level);
-    if let Some(dir) = &cfg.chdir {
-        if let Err(e) = std::env::set_current_dir(dir) {
-            eprintln!("flaskhost: configuration error: `chdir`: cannot enter {}: {e}", dir.display());
-            return ExitCode::from(crate::EXIT_USAGE);
-        }
+    if let Some((dir, Err(e))) = cfg.chdir.as_ref().map(|d| (d, std::env::set_current_dir(d))) {
+        eprintln!("flaskhost: configuration error: `chdir`: cannot enter {}: {e}", dir.display());
+        return ExitCode::from(crate::EXIT_USAGE);
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
