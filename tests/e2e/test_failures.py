@@ -1,0 +1,141 @@
+"""What happens when the app or its worker fails: an exception (500, the worker stays), a worker
+that dies (502 for its request only, exactly one replacement), a request that exceeds --timeout
+(504, the worker is replaced). Uses tests/apps/failures.py."""
+
+import concurrent.futures as cf
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import requests
+
+from fhtest import HTTP_TIMEOUT, eventually, process_alive, unique_token
+
+APP = "failures:application"
+
+
+def worker_pid(server):
+    r = server.get("/pid")
+    assert r.status_code == 200, r.text
+    return r.json()["pid"]
+
+
+def wait_pid_file(directory, tag, timeout=20):
+    path = Path(directory) / f"{tag}.pid"
+    eventually(lambda: path.exists() and path.read_text().strip(), timeout=timeout,
+               message=f"the request {tag!r} to reach a worker")
+    return int(path.read_text())
+
+
+def test_app_exception_is_500_and_worker_keeps_serving(serve, app_mode):
+    server = serve(APP, *app_mode)
+    before = worker_pid(server)
+    token = unique_token("boom")
+    start = len(server.lines())
+    r = server.get("/raise", params={"token": token})
+    assert r.status_code == 500
+    assert token not in r.text, "the traceback must not be sent to the client"
+    server.wait_for_line(token, start=start)
+    server.wait_for_line(r"Traceback \(most recent call last\)", start=start)
+    assert worker_pid(server) == before
+    assert len(server.workers()) == 1, "an app exception must not restart the worker"
+
+
+@pytest.mark.parametrize("route", ["/exit", "/segfault"])
+def test_dead_worker_is_502_and_replaced(serve, app_mode, route):
+    server = serve(APP, *app_mode)
+    [first] = server.wait_for_workers(1)
+    before = worker_pid(server)
+    assert first["pid"] == before
+    r = server.get(route)
+    assert r.status_code == 502
+    workers = server.wait_for_workers(2)
+    replacement = workers[1]["pid"]
+    assert replacement != before
+    eventually(lambda: not process_alive(before), timeout=10, message="the dead worker to go")
+    assert worker_pid(server) == replacement
+    assert worker_pid(server) == replacement
+    assert len(server.workers()) == 2, "exactly one replacement worker"
+
+
+def test_repeated_crashes_keep_being_replaced(serve):
+    server = serve(APP)
+    seen = {worker_pid(server)}
+    for n in range(3):
+        assert server.get("/exit").status_code == 502
+        server.wait_for_workers(2 + n)
+        pid = worker_pid(server)
+        assert pid not in seen
+        seen.add(pid)
+    assert len(server.workers()) == 4
+
+
+@pytest.mark.timeout(90)
+def test_kill9_of_busy_worker_fails_only_its_request(serve, tmp_path):
+    """Three workers, each busy with one slow request; the victim's worker gets SIGKILL. Only the
+    victim's request fails (502); the others complete; exactly one new worker starts."""
+    server = serve(APP, workers=3)
+    initial = server.wait_for_workers(3)
+    initial_pids = {w["pid"] for w in initial}
+    assert len(initial_pids) == 3
+
+    def slow(tag, seconds):
+        return requests.get(server.url + "/slow",
+                            params={"s": seconds, "tag": tag, "dir": str(tmp_path)},
+                            timeout=HTTP_TIMEOUT)
+
+    with cf.ThreadPoolExecutor(3) as pool:
+        others = [pool.submit(slow, f"other{i}", 5) for i in range(2)]
+        other_pids = {wait_pid_file(tmp_path, f"other{i}") for i in range(2)}
+        victim = pool.submit(slow, "victim", 30)
+        victim_pid = wait_pid_file(tmp_path, "victim")
+        assert victim_pid in initial_pids
+        assert victim_pid not in other_pids, "the victim should be on its own worker"
+        os.kill(victim_pid, signal.SIGKILL)
+        victim_response = victim.result(timeout=HTTP_TIMEOUT)
+        other_responses = [f.result(timeout=HTTP_TIMEOUT) for f in others]
+
+    assert victim_response.status_code == 502
+    assert [r.status_code for r in other_responses] == [200, 200]
+    assert {r.json()["pid"] for r in other_responses} == other_pids
+
+    workers = server.wait_for_workers(4)
+    new_pid = workers[3]["pid"]
+    assert new_pid not in initial_pids
+    expected = (initial_pids - {victim_pid}) | {new_pid}
+    with cf.ThreadPoolExecutor(3) as pool:
+        # Concurrent, so that every worker gets some.
+        results = list(pool.map(lambda _: slow(unique_token("after"), 0.3), range(9)))
+    assert all(r.status_code == 200 for r in results)
+    assert {r.json()["pid"] for r in results} <= expected
+    assert len(server.workers()) == 4, "exactly one replacement worker"
+
+
+@pytest.fixture
+def timeout_server(serve):
+    return serve(APP, "--timeout", "1s")
+
+
+def test_timeout_is_504_and_worker_replaced(timeout_server, tmp_path):
+    server = timeout_server
+    before = worker_pid(server)
+    r = requests.get(server.url + "/hang", params={"tag": "hang", "dir": str(tmp_path)},
+                     timeout=HTTP_TIMEOUT)
+    assert r.status_code == 504
+    assert r.elapsed.total_seconds() < 20  # sanity only: 1 s timeout, generous bound
+    workers = server.wait_for_workers(2)
+    assert workers[1]["pid"] != before
+    eventually(lambda: not process_alive(before), timeout=15,
+               message="the timed-out worker to be killed")
+    assert worker_pid(server) == workers[1]["pid"]
+    assert len(server.workers()) == 2
+
+
+def test_timeout_spares_requests_under_the_limit(serve):
+    server = serve(APP, "--timeout", "5s")
+    before = worker_pid(server)
+    r = server.get("/slow", params={"s": "0.5"})
+    assert r.status_code == 200
+    assert worker_pid(server) == before
+    assert len(server.workers()) == 1
