@@ -148,6 +148,7 @@ impl Drop for Exchange {
         }
         let Some(slot) = self.slot.take() else { return };
         if self.finished {
+            self.shared.request_done(&slot.worker);
             self.shared.queue.release(slot);
             return;
         }

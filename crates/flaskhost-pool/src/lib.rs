@@ -46,11 +46,65 @@ pub struct PoolOptions {
     pub post_buffering: usize,
     /// Longest a new worker may take to import the app and report ready.
     pub start_timeout: Duration,
+    pub recycle: Recycle,
+}
+
+/// When a worker is replaced although nothing is wrong with it (uWSGI's max-requests,
+/// max-worker-lifetime, reload-on-rss, evil-reload-on-rss). Except for the evil limit, the
+/// replacement is started first and the old worker stops taking work only once it is ready, so
+/// capacity never dips; the old worker finishes what it holds and exits.
+#[derive(Debug, Clone, Default)]
+pub struct Recycle {
+    /// Replace a worker after this many requests…
+    pub max_requests: Option<u64>,
+    /// …plus a per-worker extra of up to this many, so workers do not recycle together.
+    pub max_requests_delta: u64,
+    /// Replace a worker older than this (plus up to 10% per-worker jitter).
+    pub max_lifetime: Option<Duration>,
+    /// Replace a worker whose resident memory exceeds this many bytes (after its request).
+    pub reload_on_rss: Option<u64>,
+    /// Kill a worker whose resident memory exceeds this many bytes, even mid-request.
+    pub evil_reload_on_rss: Option<u64>,
+}
+
+impl Recycle {
+    fn watches_memory_or_age(&self) -> bool {
+        self.max_lifetime.is_some() || self.reload_on_rss.is_some() || self.evil_reload_on_rss.is_some()
+    }
+}
+
+/// A per-worker spread in `0..=span`, so that workers started together do not all recycle
+/// together (gunicorn's max-requests-jitter). Derived from the pid: stable for a worker,
+/// different between workers.
+pub(crate) fn jitter(pid: u32, span: u64) -> u64 {
+    if span == 0 {
+        return 0;
+    }
+    u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15) % (span + 1)
 }
 
 pub(crate) struct Shared {
     pub(crate) opts: PoolOptions,
     pub(crate) queue: queue::Queue,
+    /// To the supervisor (recycling requests from the request path).
+    pub(crate) events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
+}
+
+impl Shared {
+    /// Counts a finished request on `worker` and asks for its replacement once it has served
+    /// its share (max-requests).
+    pub(crate) fn request_done(&self, worker: &std::sync::Arc<slot::WorkerInfo>) {
+        let served = worker.count_request();
+        let Some(max) = self.opts.recycle.max_requests else { return };
+        if served >= max + jitter(worker.pid, self.opts.recycle.max_requests_delta)
+            && worker.claim_replacement()
+        {
+            let _ = self.events.send(WorkerEvent::Recycle {
+                info: worker.clone(),
+                reason: format!("served {served} requests (max-requests {max})"),
+            });
+        }
+    }
 }
 
 /// A running pool. Cheap to clone.
@@ -64,8 +118,9 @@ impl Pool {
     /// Starts the fork server (in preload mode) and every worker, and returns once all are
     /// ready. An app that fails to import is reported here, before anything listens.
     pub async fn start(opts: PoolOptions) -> Result<Pool, StartError> {
-        let shared = Arc::new(Shared { queue: queue::Queue::new(opts.queue_size), opts });
-        let supervisor = supervisor::Supervisor::start(shared.clone()).await?;
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        let shared = Arc::new(Shared { queue: queue::Queue::new(opts.queue_size), opts, events });
+        let supervisor = supervisor::Supervisor::start(shared.clone(), rx).await?;
         Ok(Pool { shared, supervisor })
     }
 

@@ -112,7 +112,7 @@ impl Queue {
         g.idle.push(slot);
     }
 
-    /// Drops the idle slots of workers that have died.
+    /// Drops the idle slots of workers that have died or retired.
     pub fn purge_dead(&self) {
         self.lock().idle.retain(|s| s.worker.is_alive());
     }

@@ -14,20 +14,57 @@ use tokio::net::UnixStream;
 pub struct WorkerInfo {
     pub id: u32,
     pub pid: u32,
+    pub started: std::time::Instant,
     /// Cleared by the supervisor when the process exits, so idle slots of a dead worker are
     /// skipped instead of handed a request.
     alive: AtomicBool,
+    /// Set once the worker's replacement is ready: its slots are closed as they come back
+    /// instead of taking new requests, and it exits when the last one closes.
+    retiring: AtomicBool,
+    /// A replacement has been asked for (recycling), so it is not asked for twice.
+    replacing: AtomicBool,
+    /// Requests this worker has finished.
+    served: std::sync::atomic::AtomicU64,
 }
 
 impl WorkerInfo {
     pub fn new(id: u32, pid: u32) -> Arc<WorkerInfo> {
-        Arc::new(WorkerInfo { id, pid, alive: AtomicBool::new(true) })
+        Arc::new(WorkerInfo {
+            id,
+            pid,
+            started: std::time::Instant::now(),
+            alive: AtomicBool::new(true),
+            retiring: AtomicBool::new(false),
+            replacing: AtomicBool::new(false),
+            served: std::sync::atomic::AtomicU64::new(0),
+        })
     }
+    /// Alive and not retiring: may take new requests.
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed)
+        self.alive.load(Ordering::Relaxed) && !self.retiring.load(Ordering::Relaxed)
     }
     pub fn mark_dead(&self) {
         self.alive.store(false, Ordering::Relaxed);
+    }
+    pub fn retire(&self) {
+        self.retiring.store(true, Ordering::Relaxed);
+    }
+    pub fn is_retiring(&self) -> bool {
+        self.retiring.load(Ordering::Relaxed)
+    }
+    /// True the first time only: whoever gets true asks for the replacement.
+    pub fn claim_replacement(&self) -> bool {
+        !self.replacing.swap(true, Ordering::Relaxed)
+    }
+    pub fn is_being_replaced(&self) -> bool {
+        self.replacing.load(Ordering::Relaxed)
+    }
+    /// Counts a finished request and returns the new total.
+    pub fn count_request(&self) -> u64 {
+        self.served.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
     /// Kills the worker process (a request on it timed out, or shutdown's deadline passed).
     pub fn kill(&self) {

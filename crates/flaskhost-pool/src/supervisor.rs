@@ -32,8 +32,12 @@ pub enum StartError {
 /// What the supervisor reacts to.
 pub enum WorkerEvent {
     Exited { pid: u32, status: String },
-    Started { id: u32, info: Arc<WorkerInfo>, slots: Vec<Slot> },
-    StartFailed { id: u32, reason: String },
+    /// A worker is ready; `replaces` is the worker it takes over from (recycling), which now
+    /// stops taking work.
+    Started { id: u32, info: Arc<WorkerInfo>, slots: Vec<Slot>, replaces: Option<Arc<WorkerInfo>> },
+    StartFailed { id: u32, reason: String, replaces: Option<Arc<WorkerInfo>> },
+    /// A worker has done its share (max-requests, lifetime, memory): start its replacement.
+    Recycle { info: Arc<WorkerInfo>, reason: String },
     ForkServerGone,
 }
 
@@ -53,7 +57,10 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub(crate) async fn start(shared: Arc<Shared>) -> Result<Arc<Supervisor>, StartError> {
+    pub(crate) async fn start(
+        shared: Arc<Shared>,
+        rx: mpsc::UnboundedReceiver<WorkerEvent>,
+    ) -> Result<Arc<Supervisor>, StartError> {
         let opts = &shared.opts;
         let spawner = match opts.mode {
             SpawnMode::Preload => match ForkServer::start(&opts.command, opts.start_timeout).await? {
@@ -63,7 +70,7 @@ impl Supervisor {
             },
             SpawnMode::Lazy => Spawner::Exec,
         };
-        let (events, rx) = mpsc::unbounded_channel();
+        let events = shared.events.clone();
         let sup = Arc::new(Supervisor {
             shared: shared.clone(),
             registry: Arc::new(Registry::default()),
@@ -115,6 +122,9 @@ impl Supervisor {
             }
         }
         tokio::spawn(sup.clone().run(rx));
+        if sup.shared.opts.recycle.watches_memory_or_age() {
+            tokio::spawn(sup.clone().watch());
+        }
         Ok(sup)
     }
 
@@ -191,13 +201,18 @@ impl Supervisor {
                         tracing::debug!(id = info.id, pid, "worker exited: {status}");
                         continue;
                     }
+                    if info.is_being_replaced() {
+                        // Recycled: its replacement was started before it left.
+                        tracing::info!(id = info.id, pid, served = info.served(), "worker retired ({status})");
+                        continue;
+                    }
                     let entry = history.entry(info.id).or_insert((Instant::now(), 0));
                     // A worker that lived less than this counts as a crash at start-up.
                     entry.1 = if entry.0.elapsed() < Duration::from_secs(10) { entry.1 + 1 } else { 0 };
                     tracing::warn!(id = info.id, pid, "worker exited ({status}); starting a replacement");
-                    self.schedule(info.id, entry.1);
+                    self.schedule(info.id, entry.1, None);
                 }
-                WorkerEvent::Started { id, info, slots } => {
+                WorkerEvent::Started { id, info, slots, replaces } => {
                     if stopping {
                         info.kill();
                         continue;
@@ -207,15 +222,31 @@ impl Supervisor {
                     for s in slots {
                         self.shared.queue.release(s);
                     }
+                    if let Some(old) = replaces {
+                        // Only now does the old worker stop taking work: no dip in capacity.
+                        old.retire();
+                        self.shared.queue.purge_dead();
+                    }
                 }
-                WorkerEvent::StartFailed { id, reason } => {
+                WorkerEvent::StartFailed { id, reason, replaces } => {
                     if stopping {
                         continue;
                     }
                     let entry = history.entry(id).or_insert((Instant::now(), 0));
                     entry.1 += 1;
                     tracing::error!(id, "worker failed to start: {reason}");
-                    self.schedule(id, entry.1);
+                    match replaces {
+                        // The old worker keeps serving; try its replacement again later.
+                        Some(old) if old.is_alive() => self.schedule(id, entry.1.max(2), Some(old)),
+                        _ => self.schedule(id, entry.1, None),
+                    }
+                }
+                WorkerEvent::Recycle { info, reason } => {
+                    if stopping || !info.is_alive() {
+                        continue;
+                    }
+                    tracing::info!(id = info.id, pid = info.pid, "worker {reason}; starting its replacement");
+                    self.schedule(info.id, 0, Some(info));
                 }
                 WorkerEvent::ForkServerGone => {
                     if !stopping {
@@ -230,7 +261,7 @@ impl Supervisor {
 
     /// Starts a replacement for worker `id` after a delay that grows while it keeps dying
     /// young (0, 0.25 s, 0.5 s, … up to 30 s), so a crash loop never spins the CPU.
-    fn schedule(self: &Arc<Self>, id: u32, failures: u32) {
+    fn schedule(self: &Arc<Self>, id: u32, failures: u32, replaces: Option<Arc<WorkerInfo>>) {
         let delay = match failures {
             0 | 1 => Duration::ZERO,
             n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(7))).min(Duration::from_secs(30)),
@@ -245,11 +276,63 @@ impl Supervisor {
                 return;
             }
             let ev = match sup.spawn_worker(id).await {
-                Ok((info, slots)) => WorkerEvent::Started { id, info, slots },
-                Err(reason) => WorkerEvent::StartFailed { id, reason },
+                Ok((info, slots)) => WorkerEvent::Started { id, info, slots, replaces },
+                Err(reason) => WorkerEvent::StartFailed { id, reason, replaces },
             };
             let _ = sup.events.send(ev);
         });
+    }
+
+    /// Once a second: replace workers that are too old or too big, kill the ones far too big.
+    async fn watch(self: Arc<Self>) {
+        use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+        let rules = self.shared.opts.recycle.clone();
+        let mut sys = match System::new() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot read worker memory (sysinfo: {e}); max-worker-lifetime and the RSS limits are off");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.shutting_down.load(Ordering::Relaxed) {
+                return;
+            }
+            let workers: Vec<_> = self.registry.all().into_iter().filter(|w| w.is_alive()).collect();
+            if rules.reload_on_rss.is_some() || rules.evil_reload_on_rss.is_some() {
+                let pids: Vec<Pid> = workers.iter().map(|w| Pid::from_u32(w.pid)).collect();
+                sys.refresh_processes_specifics(
+                    ProcessesToUpdate::Some(&pids),
+                    true,
+                    ProcessRefreshKind::nothing().with_memory(),
+                );
+            }
+            for w in workers {
+                let rss = sys.process(Pid::from_u32(w.pid)).map_or(0, |p| p.memory());
+                let mib = rss / (1024 * 1024);
+                if let Some(limit) = rules.evil_reload_on_rss.filter(|l| rss > *l) {
+                    tracing::warn!(id = w.id, pid = w.pid, "worker RSS {mib} MiB is over evil-reload-on-rss ({} MiB): killing it", limit / (1024 * 1024));
+                    w.kill();
+                    continue;
+                }
+                let reason = if let Some(limit) = rules.reload_on_rss.filter(|l| rss > *l) {
+                    format!("uses {mib} MiB RSS (reload-on-rss {} MiB)", limit / (1024 * 1024))
+                } else if let Some(life) = rules.max_lifetime.filter(|l| {
+                    let extra = crate::jitter(w.pid, l.as_secs() / 10);
+                    w.started.elapsed() > *l + Duration::from_secs(extra)
+                }) {
+                    format!("is older than max-worker-lifetime ({life:?})")
+                } else {
+                    continue;
+                };
+                if w.claim_replacement() {
+                    let _ = self.events.send(WorkerEvent::Recycle { info: w.clone(), reason });
+                }
+            }
+        }
     }
 
     pub(crate) fn worker_pids(&self) -> Vec<(u32, u32)> {
