@@ -258,13 +258,13 @@ def test_body_bytes_before_an_error_are_delivered(exc_server, mode, part):
     bytes already produced. Repeated, because losing them is a race."""
     request = f"GET /?mode={mode} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
     lost = 0
-    for _ in range(50):
+    for _ in range(100):
         with exc_server.raw_socket() as sock:
             sock.sendall(request)
             data, closed = read_until_closed(sock)
         assert data.startswith(b"HTTP/1.1 200"), data[:200]
         lost += part not in data
-    assert lost == 0, f"{part!r} was lost in {lost} of 50 responses cut short by an error"
+    assert lost == 0, f"{part!r} was lost in {lost} of 100 responses cut short by an error"
 
 
 # ---- close() ----------------------------------------------------------------------------------

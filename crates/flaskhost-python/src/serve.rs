@@ -271,9 +271,15 @@ fn handle(
                 Err(e) => Err(e),
             }
         };
-        sent?;
-        closed?;
-        Ok(())
+        if let Err(e) = closed {
+            // The response is already complete (or already failed): a raising close() is the
+            // app's bug to see in the log, not something to tell the front about.
+            let tb = format_err(py, boot, &e);
+            let method = String::from_utf8_lossy(head.method);
+            let path = String::from_utf8_lossy(head.path_info);
+            tracing::error!("the app's close() raised on {method} {path}:\n{tb}");
+        }
+        sent
     })();
     match outcome {
         Ok(()) => Ok(()),
