@@ -47,6 +47,8 @@ pub(crate) struct Exchange {
     dirty: bool,
     /// Answer `ReadBody` with `Abort`: the client is gone.
     aborting: bool,
+    /// The worker whose busy count this exchange holds (released on drop).
+    busy: Option<Arc<crate::slot::WorkerInfo>>,
 }
 
 impl Exchange {
@@ -143,6 +145,7 @@ async fn discard_body(mut body: RequestBody, timeout: Duration) {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        let _busy = BusyRelease(self.busy.take());
         if let (Some(body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current()) {
             rt.spawn(discard_body(body, self.shared.opts.body_timeout));
         }
@@ -166,9 +169,24 @@ impl Drop for Exchange {
             finished: false,
             dirty: false,
             aborting: true,
+            // The drain keeps the worker busy until it is done.
+            busy: _busy.0.clone().inspect(|w| {
+                w.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(drain(ex));
+        }
+    }
+}
+
+/// Gives back a worker's busy count when dropped.
+struct BusyRelease(Option<Arc<crate::slot::WorkerInfo>>);
+
+impl Drop for BusyRelease {
+    fn drop(&mut self) {
+        if let Some(w) = &self.0 {
+            w.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }
@@ -261,10 +279,25 @@ pub(crate) async fn dispatch(
         finished: false,
         dirty: false,
         aborting: false,
+        busy: None,
     };
     let mut attempts = 0;
     loop {
-        let mut slot = shared.queue.acquire(opts.queue_timeout).await?;
+        let mut slot = match shared.queue.acquire(opts.queue_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                let c = match e {
+                    DispatchError::QueueFull { .. } => &shared.counters.queue_rejections,
+                    _ => &shared.counters.queue_timeouts,
+                };
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        };
+        slot.worker.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(old) = ex.busy.replace(slot.worker.clone()) {
+            old.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         slot.wbuf.clear();
         let hdrs = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
         request::encode(&mut slot.wbuf, meta, hdrs, content_length, mode, &prefix);
@@ -287,6 +320,7 @@ pub(crate) async fn dispatch(
         }
     }
 
+    let sent_at = std::time::Instant::now();
     let head = match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
         Err(_) => {
             let (worker, pid) = ex.worker_ids();
@@ -299,16 +333,25 @@ pub(crate) async fn dispatch(
                 opts.timeout
             );
             ex.harakiri();
+            shared.counters.harakiri.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(DispatchError::Timeout { worker, pid, timeout: opts.timeout });
         }
         Ok(Err(e)) => return Err(ex.died(e)),
         Ok(Ok(f)) => f,
     };
     let (worker, pid) = ex.worker_ids();
+    if let Some(w) = &ex.busy {
+        let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        w.busy_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    }
     match head.kind {
         Kind::ResponseHead => {}
         Kind::Failed => {
             ex.finished = true;
+            if let Some(w) = &ex.busy {
+                w.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            shared.counters.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(source) = ex.body_error.take() {
                 return Err(DispatchError::RequestBody { source });
             }
@@ -437,6 +480,10 @@ async fn pump(mut ex: Exchange, tx: mpsc::Sender<Result<Bytes, StreamError>>) {
             }
             Kind::Failed => {
                 ex.finished = true;
+                if let Some(w) = &ex.busy {
+                    w.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                ex.shared.counters.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let message = String::from_utf8_lossy(&f.payload).into_owned();
                 let _ = tx.send(Err(StreamError::AppFailed { worker, message })).await;
                 return;

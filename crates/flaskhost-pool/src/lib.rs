@@ -12,9 +12,12 @@ mod exchange;
 mod queue;
 mod slot;
 mod spawn;
+mod stats;
 mod supervisor;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +27,7 @@ use http::{HeaderMap, Response};
 pub use body::ResponseBody;
 pub use error::{BoxError, DispatchError, StreamError};
 pub use spawn::{SpawnMode, WorkerCommand};
+pub use stats::{PoolStats, WorkerStats, WorkerStatus};
 pub use supervisor::{StartError, WorkerEvent};
 
 /// The request body as the pool takes it (the front boxes whatever hyper gives it).
@@ -88,6 +92,18 @@ pub(crate) struct Shared {
     pub(crate) queue: queue::Queue,
     /// To the supervisor (recycling requests from the request path).
     pub(crate) events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
+    pub(crate) counters: Counters,
+}
+
+/// Pool-wide totals, kept across worker replacements.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) exceptions: AtomicU64,
+    pub(crate) harakiri: AtomicU64,
+    pub(crate) respawns: AtomicU64,
+    pub(crate) queue_rejections: AtomicU64,
+    pub(crate) queue_timeouts: AtomicU64,
 }
 
 impl Shared {
@@ -95,6 +111,7 @@ impl Shared {
     /// its share (max-requests).
     pub(crate) fn request_done(&self, worker: &std::sync::Arc<slot::WorkerInfo>) {
         let served = worker.count_request();
+        self.counters.requests.fetch_add(1, Relaxed);
         let Some(max) = self.opts.recycle.max_requests else { return };
         if served >= max + jitter(worker.pid, self.opts.recycle.max_requests_delta)
             && worker.claim_replacement()
@@ -119,7 +136,12 @@ impl Pool {
     /// ready. An app that fails to import is reported here, before anything listens.
     pub async fn start(opts: PoolOptions) -> Result<Pool, StartError> {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { queue: queue::Queue::new(opts.queue_size), opts, events });
+        let shared = Arc::new(Shared {
+            queue: queue::Queue::new(opts.queue_size),
+            opts,
+            events,
+            counters: Counters::default(),
+        });
         let supervisor = supervisor::Supervisor::start(shared.clone(), rx).await?;
         Ok(Pool { shared, supervisor })
     }
@@ -137,6 +159,23 @@ impl Pool {
     /// The pids of the live workers, by worker id.
     pub fn worker_pids(&self) -> Vec<(u32, u32)> {
         self.supervisor.worker_pids()
+    }
+
+    /// Every live worker and the pool's totals.
+    pub fn stats(&self) -> PoolStats {
+        let c = &self.shared.counters;
+        let (idle_slots, queue_length) = self.shared.queue.lengths();
+        PoolStats {
+            workers: self.supervisor.worker_stats(),
+            idle_slots,
+            queue_length,
+            queue_rejections: c.queue_rejections.load(Relaxed),
+            queue_timeouts: c.queue_timeouts.load(Relaxed),
+            requests: c.requests.load(Relaxed),
+            exceptions: c.exceptions.load(Relaxed),
+            harakiri: c.harakiri.load(Relaxed),
+            respawns: c.respawns.load(Relaxed),
+        }
     }
 
     /// (idle slots, waiting requests).

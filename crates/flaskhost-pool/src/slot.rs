@@ -25,6 +25,14 @@ pub struct WorkerInfo {
     replacing: AtomicBool,
     /// Requests this worker has finished.
     served: std::sync::atomic::AtomicU64,
+    /// Requests it holds right now (one per busy slot).
+    pub(crate) busy: std::sync::atomic::AtomicU32,
+    /// Requests on which the app raised.
+    pub(crate) exceptions: std::sync::atomic::AtomicU64,
+    /// Sum of the time from dispatch to the response head, for the average.
+    pub(crate) busy_micros: std::sync::atomic::AtomicU64,
+    /// It was killed for overrunning the timeout.
+    pub(crate) harakiri: AtomicBool,
 }
 
 impl WorkerInfo {
@@ -37,6 +45,10 @@ impl WorkerInfo {
             retiring: AtomicBool::new(false),
             replacing: AtomicBool::new(false),
             served: std::sync::atomic::AtomicU64::new(0),
+            busy: std::sync::atomic::AtomicU32::new(0),
+            exceptions: std::sync::atomic::AtomicU64::new(0),
+            busy_micros: std::sync::atomic::AtomicU64::new(0),
+            harakiri: AtomicBool::new(false),
         })
     }
     /// Alive and not retiring: may take new requests.
@@ -86,6 +98,7 @@ impl WorkerInfo {
     /// thread's Python traceback, on `SIGUSR2`), then kill it. Nothing is sent to it meanwhile.
     pub fn dump_and_kill(self: &std::sync::Arc<Self>) {
         self.mark_dead();
+        self.harakiri.store(true, Ordering::Relaxed);
         // SAFETY: as in `kill`.
         unsafe {
             libc::kill(self.pid as libc::pid_t, libc::SIGUSR2);

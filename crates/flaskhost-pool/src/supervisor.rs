@@ -54,6 +54,8 @@ pub(crate) struct Supervisor {
     shutting_down: AtomicBool,
     /// Set to a reason when the pool can no longer serve (the fork server died).
     fatal: watch::Sender<Option<String>>,
+    /// Replacements started per worker id (recycling included).
+    respawns: std::sync::Mutex<HashMap<u32, u64>>,
 }
 
 impl Supervisor {
@@ -78,6 +80,7 @@ impl Supervisor {
             events,
             shutting_down: AtomicBool::new(false),
             fatal: watch::channel(None).0,
+            respawns: std::sync::Mutex::new(HashMap::new()),
         });
         if let Spawner::Fork(fs) = &sup.spawner {
             let (fs, registry, tx) = (fs.clone(), sup.registry.clone(), sup.events.clone());
@@ -269,6 +272,8 @@ impl Supervisor {
         if failures >= 3 {
             tracing::error!(id, failures, "worker keeps dying right after start; next attempt in {delay:?}");
         }
+        *self.respawns.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(0) += 1;
+        self.shared.counters.respawns.fetch_add(1, Ordering::Relaxed);
         let sup = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -333,6 +338,18 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    pub(crate) fn worker_stats(&self) -> Vec<crate::stats::WorkerStats> {
+        let respawns = self.respawns.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut v: Vec<_> = self
+            .registry
+            .all()
+            .iter()
+            .map(|w| crate::stats::worker_stats(w, respawns.get(&w.id).copied().unwrap_or(0)))
+            .collect();
+        v.sort_by_key(|w| (w.id, w.pid));
+        v
     }
 
     pub(crate) fn worker_pids(&self) -> Vec<(u32, u32)> {
