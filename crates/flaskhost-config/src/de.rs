@@ -286,3 +286,88 @@ pub(crate) mod string_list {
         }
     }
 }
+
+/// `Option<Vec<StaticMountOptions>>` from a list whose items are `URL=PATH` strings or
+/// tables, or from a single string or table (one mount).
+pub(crate) mod static_list {
+    use serde::Deserialize as _;
+    use serde::de::value::MapAccessDeserializer;
+
+    use super::{Deserializer, SeqAccess, Visitor, de, fmt};
+    use crate::edge::{StaticMountOptions, StaticMountTable};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<StaticMountOptions>>, D::Error> {
+        deserializer.deserialize_any(ListVisitor).map(Some)
+    }
+
+    struct ListVisitor;
+
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<StaticMountOptions>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of mounts (\"/static=./static\" or { url = ..., path = ... })")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(vec![StaticMountOptions::parse(value).map_err(E::custom)?])
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let table = StaticMountTable::deserialize(MapAccessDeserializer::new(map))?;
+            Ok(vec![table.into()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<StaticMountOptions>()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+}
+
+/// `Option<Vec<String>>` of `Name: value` headers, from a list of such strings, a single
+/// string, or a table `{ Name = "value" }` (converted to the string form).
+pub(crate) mod header_list {
+    use super::{Deserializer, SeqAccess, Visitor, de, fmt};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<String>>, D::Error> {
+        deserializer.deserialize_any(HeaderVisitor).map(Some)
+    }
+
+    struct HeaderVisitor;
+
+    impl<'de> Visitor<'de> for HeaderVisitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of \"Name: value\" strings or a table { Name = \"value\" }")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Vec<String>, E> {
+            Ok(vec![value.to_owned()])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<String>, A::Error> {
+            let mut items = Vec::new();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                items.push(format!("{name}: {value}"));
+            }
+            Ok(items)
+        }
+    }
+}

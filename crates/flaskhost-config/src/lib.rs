@@ -21,6 +21,9 @@
 //! [`process_env`] and the config file named by (or found for) [`Sources`].
 
 mod de;
+mod edge;
+#[cfg(test)]
+mod edge_tests;
 mod error;
 mod load;
 mod options;
@@ -35,6 +38,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use error::{ConfigError, Origin};
+pub use edge::{
+    AccessLogConfig, CertFiles, CompressionConfig, EdgeConfig, Encoding, HeaderConfig, IpNet,
+    Limits, LogFormat, LogTarget, StaticMount, StaticMountOptions, SymlinkPolicy, TlsConfig,
+    TlsVersion,
+};
 pub use load::{CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, IGNORED_ENV_VARS, Sources, load, process_env};
 pub use options::{DefaultValue, EnvShape, OPTIONS, OptionInfo, Options, option_info};
 pub use parse::{
@@ -87,4 +95,7 @@ pub struct ServeConfig {
     pub script_name: String,
     /// A tracing-subscriber filter directive, e.g. `info` or `flaskhost=debug`.
     pub log_level: String,
+    /// The edge: TLS, redirect, static files, headers, limits, proxies, access log,
+    /// compression (see `edge.rs`).
+    pub edge: EdgeConfig,
 }

@@ -194,7 +194,7 @@ impl Merged {
         }
     }
 
-    fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+    pub(crate) fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
         ConfigError::InvalidValue {
             key: key.to_owned(),
             origin: self.origin(key),
@@ -210,7 +210,9 @@ impl Merged {
         match &error.kind {
             // Unknown keys are rejected per source before merging; this is the backstop of
             // `deny_unknown_fields` in case a key slips through.
-            Kind::UnknownField(field, _) => ConfigError::UnknownKey {
+            // A key inside a list item's table (a `static` mount) is reported as an invalid
+            // value of the option, below, which names the option and the item.
+            Kind::UnknownField(field, _) if error.path.len() <= 1 => ConfigError::UnknownKey {
                 suggestion: suggest(field),
                 key: field.clone(),
                 origin,
@@ -252,6 +254,33 @@ impl Merged {
             max_body_size,
             script_name,
             log_level,
+            tls,
+            tls_cert,
+            tls_key,
+            tls_min_version,
+            redirect_http,
+            static_mounts,
+            static_cache_size,
+            static_cache_max_file,
+            security_headers,
+            header,
+            hsts,
+            server_header,
+            max_request_line,
+            max_header_size,
+            max_header_count,
+            header_timeout,
+            body_timeout,
+            keepalive_timeout,
+            max_connections,
+            forwarded_allow_ips,
+            proxy_headers,
+            access_log,
+            access_log_format,
+            access_log_max_size,
+            access_log_backup,
+            compression,
+            compression_min_size,
         } = self.options.clone();
 
         let app = required(app, "app")?;
@@ -260,6 +289,38 @@ impl Merged {
             .map(|path| self.non_empty_path("chdir", path))
             .transpose()?;
         let binds = self.binds(&required(bind, "bind")?)?;
+        let edge = self.edge(
+            crate::edge::EdgeInput {
+                tls,
+                tls_cert,
+                tls_key,
+                tls_min_version,
+                redirect_http,
+                static_mounts,
+                static_cache_size,
+                static_cache_max_file,
+                security_headers,
+                header,
+                hsts,
+                server_header,
+                max_request_line,
+                max_header_size,
+                max_header_count,
+                header_timeout,
+                body_timeout,
+                keepalive_timeout,
+                max_connections,
+                forwarded_allow_ips,
+                proxy_headers,
+                access_log,
+                access_log_format,
+                access_log_max_size,
+                access_log_backup,
+                compression,
+                compression_min_size,
+            },
+            &binds,
+        )?;
 
         let workers = required(workers, "workers")?;
         let workers = NonZeroUsize::new(workers).ok_or_else(|| {
@@ -312,6 +373,7 @@ impl Merged {
             max_body_size,
             script_name,
             log_level,
+            edge,
         })
     }
 
@@ -388,6 +450,13 @@ fn defaults_dict() -> Dict {
 fn env_text_value(shape: EnvShape, text: &str) -> Value {
     match shape {
         EnvShape::Single => Value::from(text),
+        EnvShape::Lines => Value::from(
+            text.lines()
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<String>>(),
+        ),
         EnvShape::List => Value::from(
             text.split(',')
                 .map(str::trim)
@@ -527,7 +596,7 @@ fn cli_text_into(dict: &mut Dict, pairs: &[(&'static str, String)]) -> Result<()
             EnvShape::Single => {
                 dict.insert(info.key.to_owned(), Value::from(text.as_str()));
             }
-            EnvShape::List => {
+            EnvShape::List | EnvShape::Lines => {
                 let entry = dict
                     .entry(info.key.to_owned())
                     .or_insert_with(|| Value::from(Vec::<String>::new()));

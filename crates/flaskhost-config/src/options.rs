@@ -29,6 +29,9 @@ pub enum EnvShape {
     Single,
     /// A comma-separated list; items are trimmed and empty items dropped.
     List,
+    /// One item per line, for items that may themselves contain commas (header values);
+    /// items are trimmed and empty lines dropped.
+    Lines,
 }
 
 /// Documentation and metadata of one option; see [`OPTIONS`].
@@ -343,5 +346,310 @@ define_options! {
         example: "log-level = \"warn,flaskhost=debug\"",
         equivalent: "gunicorn `--log-level`",
         env: Single,
+    }
+
+    // ---- The edge: TLS, static files, headers, limits, client address, access log,
+    // compression. Validated in `edge.rs`.
+
+    /// TLS on the TCP binds: `on` (needs `tls-cert`), `self-signed` (a certificate for
+    /// localhost made at start-up, for local use) or `off`. Unix socket binds stay plain.
+    tls: String {
+        key: "tls",
+        default: Unset("`on` when `tls-cert` is given, else `off`"),
+        example: "tls = \"self-signed\"",
+        equivalent: "nginx `listen 443 ssl`",
+        env: Single,
+    }
+
+    /// PEM certificate chain files (leaf first). Several certificates are chosen by the
+    /// name the client asks for (SNI); the first is the default. Re-read on SIGHUP.
+    tls_cert: Vec<String> {
+        key: "tls-cert",
+        default: Unset("none"),
+        example: "tls-cert = [\"/etc/letsencrypt/live/example.com/fullchain.pem\"]",
+        equivalent: "nginx `ssl_certificate`",
+        env: List,
+        serde: (deserialize_with = "crate::de::string_list::deserialize"),
+    }
+
+    /// PEM private keys (PKCS#8, PKCS#1 RSA or SEC1 EC), one per `tls-cert` in the same
+    /// order. When none is given, each key is read from its certificate file.
+    tls_key: Vec<String> {
+        key: "tls-key",
+        default: Unset("the key is read from the `tls-cert` file"),
+        example: "tls-key = [\"/etc/letsencrypt/live/example.com/privkey.pem\"]",
+        equivalent: "nginx `ssl_certificate_key`",
+        env: List,
+        serde: (deserialize_with = "crate::de::string_list::deserialize"),
+    }
+
+    /// Oldest TLS version accepted: `1.2` or `1.3`. Cipher suites are rustls's safe
+    /// defaults (AEAD with forward secrecy only).
+    tls_min_version: String {
+        key: "tls-min-version",
+        default: Value("1.2"),
+        example: "tls-min-version = \"1.3\"",
+        equivalent: "nginx `ssl_protocols`",
+        env: Single,
+    }
+
+    /// Plain-HTTP addresses that answer every request with a 301 to the same URL over
+    /// `https://`, on the port of the first TLS bind (443 when TLS is off here, i.e. a TLS
+    /// proxy in front).
+    redirect_http: Vec<String> {
+        key: "redirect-http",
+        default: Unset("none"),
+        example: "redirect-http = \":80\"",
+        equivalent: "nginx `listen 80; return 301 https://$host$request_uri`",
+        env: List,
+        serde: (deserialize_with = "crate::de::string_list::deserialize"),
+    }
+
+    /// Static files served without the app, like nginx `alias`: `URL=PATH` strings, or
+    /// tables with `url`, `path` and per-mount options `expires` (a duration: sets
+    /// `Cache-Control: max-age` and `Expires`), `cache-control` (added to Cache-Control),
+    /// `access-log` (default true), `dotfiles` (serve names starting with `.`; default
+    /// false), `symlinks` (`inside`: only links that stay under the mount, the default;
+    /// `follow`; `never`) and `precompressed` (serve `.br`/`.zst`/`.gz` siblings; default
+    /// true). A PATH that is a file is a single-file route (`/favicon.ico`).
+    static_mounts: Vec<crate::StaticMountOptions> {
+        key: "static",
+        default: Unset("none"),
+        example: "static = [\"/static=./static\", { url = \"/favicon.ico\", path = \"./static/favicon.ico\", expires = \"30d\", access-log = false }]",
+        equivalent: "nginx `location /static { alias ...; expires 30d; }`",
+        env: List,
+        serde: (deserialize_with = "crate::de::static_list::deserialize"),
+    }
+
+    /// Memory for small static files kept in memory (per process); a cached file is
+    /// checked against the file system on every request and re-read when it changed.
+    /// 0 turns the cache off.
+    static_cache_size: u64 {
+        key: "static-cache-size",
+        default: Value("32MiB"),
+        example: "static-cache-size = \"64M\"",
+        equivalent: "nginx `open_file_cache`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// Largest static file kept in memory; larger ones are streamed from disk.
+    static_cache_max_file: u64 {
+        key: "static-cache-max-file",
+        default: Value("256KiB"),
+        example: "static-cache-max-file = \"1M\"",
+        equivalent: "",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// Send the built-in security headers on every response (static, app and errors):
+    /// `X-Frame-Options: SAMEORIGIN`, `X-Content-Type-Options: nosniff`,
+    /// `Referrer-Policy: strict-origin-when-cross-origin`.
+    security_headers: bool {
+        key: "security-headers",
+        default: Value("true"),
+        example: "security-headers = false",
+        equivalent: "nginx `add_header X-Frame-Options SAMEORIGIN always;` etc.",
+        env: Single,
+        serde: (deserialize_with = "crate::de::flag::deserialize"),
+    }
+
+    /// Extra response headers, `Name: value`, on every response; one with the name of a
+    /// built-in header replaces it, and an empty value (`X-Frame-Options:`) removes it. A
+    /// header the app sets itself is kept and never duplicated. In the file also a table
+    /// `{ Name = "value" }`; in the environment one header per line.
+    header: Vec<String> {
+        key: "header",
+        default: Unset("none"),
+        example: "header = [\"Permissions-Policy: camera=()\", \"X-XSS-Protection: 1; mode=block\"]",
+        equivalent: "nginx `add_header ... always`",
+        env: Lines,
+        serde: (deserialize_with = "crate::de::header_list::deserialize"),
+    }
+
+    /// `Strict-Transport-Security` value sent over TLS (and to clients a trusted proxy says
+    /// came over https); `off` sends none.
+    hsts: String {
+        key: "hsts",
+        default: Value("max-age=31536000"),
+        example: "hsts = \"max-age=63072000; includeSubDomains\"",
+        equivalent: "nginx `add_header Strict-Transport-Security ... always`",
+        env: Single,
+    }
+
+    /// A `Server` header to send (unless the app sets one). By default none is sent, so
+    /// no name or version is disclosed.
+    server_header: String {
+        key: "server-header",
+        default: Unset("none"),
+        example: "server-header = \"flaskhost\"",
+        equivalent: "nginx `server_tokens`",
+        env: Single,
+    }
+
+    /// Longest request line (method, target, version); longer ones get 414.
+    max_request_line: u64 {
+        key: "max-request-line",
+        default: Value("8KiB"),
+        example: "max-request-line = \"16k\"",
+        equivalent: "nginx `large_client_header_buffers` (size); uWSGI `buffer-size`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// Largest header section (every header line together); larger ones get 431.
+    max_header_size: u64 {
+        key: "max-header-size",
+        default: Value("32KiB"),
+        example: "max-header-size = \"64k\"",
+        equivalent: "nginx `large_client_header_buffers` (number × size)",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// Most header lines in a request; more get 431. 1 to 10000.
+    max_header_count: usize {
+        key: "max-header-count",
+        default: Value("100"),
+        example: "max-header-count = 200",
+        equivalent: "gunicorn `--limit-request-fields`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::count::deserialize"),
+    }
+
+    /// How long a client may take to send a request head, from the connection (or its
+    /// first byte on a kept-alive connection) to the blank line; then the connection is
+    /// closed. Cuts off slowloris clients without affecting others.
+    header_timeout: Duration {
+        key: "header-timeout",
+        default: Value("60s"),
+        example: "header-timeout = \"10s\"",
+        equivalent: "nginx `client_header_timeout`",
+        env: Single,
+        serde: (with = "crate::de::duration"),
+    }
+
+    /// Longest pause between two reads of a request body; then the request fails (400)
+    /// and the connection is closed.
+    body_timeout: Duration {
+        key: "body-timeout",
+        default: Value("60s"),
+        example: "body-timeout = \"30s\"",
+        equivalent: "nginx `client_body_timeout`; uWSGI `socket-timeout`",
+        env: Single,
+        serde: (with = "crate::de::duration"),
+    }
+
+    /// How long an idle kept-alive connection stays open waiting for its next request.
+    /// 0 closes every connection after one response.
+    keepalive_timeout: Duration {
+        key: "keepalive-timeout",
+        default: Value("75s"),
+        example: "keepalive-timeout = \"15s\"",
+        equivalent: "nginx `keepalive_timeout`; gunicorn `--keep-alive`",
+        env: Single,
+        serde: (with = "crate::de::duration"),
+    }
+
+    /// Most client connections open at once; further ones wait in the listen backlog until
+    /// one closes. At least 1.
+    max_connections: usize {
+        key: "max-connections",
+        default: Value("1024"),
+        example: "max-connections = 4096",
+        equivalent: "nginx `worker_connections`; gunicorn `--worker-connections`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::count::deserialize"),
+    }
+
+    /// Peers trusted to say who the client is: IP addresses or CIDR ranges (`10.0.0.0/8`),
+    /// or `*` for any. From these peers only, `X-Forwarded-For`, `X-Forwarded-Proto`,
+    /// `X-Forwarded-Host` and `Forwarded` set the client address, scheme and host the app
+    /// sees; from others they are ignored.
+    forwarded_allow_ips: Vec<String> {
+        key: "forwarded-allow-ips",
+        default: Unset("none (the TCP peer is the client)"),
+        example: "forwarded-allow-ips = [\"10.0.0.0/8\", \"127.0.0.1\"]",
+        equivalent: "nginx `set_real_ip_from` + `real_ip_header`; gunicorn `--forwarded-allow-ips`",
+        env: List,
+        serde: (deserialize_with = "crate::de::string_list::deserialize"),
+    }
+
+    /// Give the app the headers nginx's `proxy_set_header` / `uwsgi_param` lines gave it:
+    /// `X-Real-IP` (the client), `X-Forwarded-For` (with the peer appended) and
+    /// `X-Forwarded-Proto`, set by flaskhost so a client cannot forge them; and drop
+    /// `X-Forwarded-Host`, `-Port`, `-Prefix` and `Forwarded` unless a trusted proxy sent
+    /// them. For apps that read these (Werkzeug's ProxyFix); REMOTE_ADDR and
+    /// `wsgi.url_scheme` are right either way. Off: those headers reach the app as sent.
+    proxy_headers: bool {
+        key: "proxy-headers",
+        default: Value("false"),
+        example: "proxy-headers = true",
+        equivalent: "nginx `proxy_set_header X-Real-IP $remote_addr` / `X-Forwarded-For $proxy_add_x_forwarded_for` / `X-Forwarded-Proto $scheme`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::flag::deserialize"),
+    }
+
+    /// Where to write one line per request (static files and errors included): `off`,
+    /// `stdout`, `stderr` or a file path. Log messages and errors always go to stderr.
+    access_log: String {
+        key: "access-log",
+        default: Value("off"),
+        example: "access-log = \"/var/log/flaskhost/access.log\"",
+        equivalent: "nginx `access_log`; uWSGI `logto` (request lines)",
+        env: Single,
+    }
+
+    /// Access log line format: `combined` (nginx's default format, then the request time
+    /// and the app's time in seconds) or `json` (one object per line).
+    access_log_format: String {
+        key: "access-log-format",
+        default: Value("combined"),
+        example: "access-log-format = \"json\"",
+        equivalent: "nginx `log_format`",
+        env: Single,
+    }
+
+    /// Rotate the access log file when it reaches this size: it is renamed to
+    /// `access-log-backup` (replacing the previous one) and a new file is started.
+    access_log_max_size: u64 {
+        key: "access-log-max-size",
+        default: Unset("none (no rotation)"),
+        example: "access-log-max-size = \"10M\"",
+        equivalent: "uWSGI `log-maxsize`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// The name a rotated access log file is renamed to.
+    access_log_backup: PathBuf {
+        key: "access-log-backup",
+        default: Unset("the `access-log` path with `.1` appended"),
+        example: "access-log-backup = \"/var/log/flaskhost/access.log.bak\"",
+        equivalent: "uWSGI `log-backupname`",
+        env: Single,
+    }
+
+    /// Compress app responses with these encodings, chosen by the client's
+    /// Accept-Encoding: `gzip`, `br`, `zstd`, or `off`. Only compressible types (text,
+    /// JSON, JavaScript, XML, SVG…), never ranges, never already-encoded bodies.
+    compression: Vec<String> {
+        key: "compression",
+        default: Unset("off"),
+        example: "compression = [\"zstd\", \"br\", \"gzip\"]",
+        equivalent: "nginx `gzip on` (and the brotli/zstd modules)",
+        env: List,
+        serde: (deserialize_with = "crate::de::string_list::deserialize"),
+    }
+
+    /// Smallest app response compressed; smaller ones (by Content-Length) are sent as is.
+    compression_min_size: u64 {
+        key: "compression-min-size",
+        default: Value("1KiB"),
+        example: "compression-min-size = 256",
+        equivalent: "nginx `gzip_min_length`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
     }
 }

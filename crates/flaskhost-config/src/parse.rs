@@ -25,7 +25,7 @@ const LOG_LEVEL_EXAMPLES: &str =
 /// Parses a duration: a whole or decimal number of seconds (`30`, `0.5`), or one or more
 /// number+unit pairs (`500ms`, `30s`, `2m`, `1h`, `1m30s`, `1.5s`).
 ///
-/// Units are `ns`, `us`, `ms`, `s`, `m` and `h`. Decimals are parsed exactly, down to the
+/// Units are `ns`, `us`, `ms`, `s`, `m`, `h` and `d`. Decimals are parsed exactly, down to the
 /// nanosecond, instead of going through `f64`, so `0.1` is exactly 100 ms.
 ///
 /// # Errors
@@ -60,6 +60,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => NANOS_PER_SEC,
             "m" => 60 * NANOS_PER_SEC,
             "h" => 3_600 * NANOS_PER_SEC,
+            // Days, as in nginx `expires 30d`.
+            "d" => 86_400 * NANOS_PER_SEC,
             _ => return Err(invalid()),
         };
         let nanos = decimal_times(number, per_unit).ok_or_else(invalid)?;

@@ -73,14 +73,18 @@ pub fn reference_markdown() -> String {
          ## Value syntax\n\
          \n\
          - **Durations**: a number of seconds (`30`, `0.5`), or numbers with units `ns`, `us`, \
-         `ms`, `s`, `m`, `h`, combined: `500ms`, `30s`, `2m`, `1h`, `1m30s`.\n\
+         `ms`, `s`, `m`, `h`, `d`, combined: `500ms`, `30s`, `2m`, `1h`, `1m30s`, `30d`.\n\
          - **Sizes**: a number of bytes (`65536`), or with a unit `k`, `m`, `g` (also `KB`/`KiB`, \
          `MB`/`MiB`, `GB`/`GiB`, any case). Every unit is a power of 1024, as in nginx: \
          `10M` is 10485760 bytes.\n\
          - **Booleans** in the environment: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`.\n\
          - **Lists** in the environment: comma-separated, e.g. \
-         `FLASKHOST_BIND=127.0.0.1:8000,unix:/run/myapp.sock`. In the file, a list or a single \
+         `FLASKHOST_BIND=127.0.0.1:8000,unix:/run/myapp.sock`, except `FLASKHOST_HEADER`, one \
+         header per line (values may contain commas). In the file, a list or a single \
          string.\n\
+         - **Static mounts**: `URL=PATH` (`/static=./static`), or in the file a table \
+         `{ url = \"/static\", path = \"./static\", expires = \"30d\", cache-control = \
+         \"public, immutable\" }`; on the command line `--static` is repeated.\n\
          - **Socket permissions**: octal; strings are read as octal (`\"660\"`), a TOML integer \
          is the mode itself (`0o660`).\n\
          - **Paths** are used as given; relative ones are relative to the directory flaskhost \

@@ -291,6 +291,13 @@ fn cli_options_round_trip_through_the_merge() {
         max_body_size: Some(200),
         script_name: Some("/a/b".into()),
         log_level: Some("debug".into()),
+        static_mounts: Some(vec![crate::StaticMountOptions {
+            expires: Some(Duration::from_secs(86_400)),
+            cache_control: Some("public".into()),
+            ..crate::StaticMountOptions::parse("/s=/srv/static").expect("mount")
+        }]),
+        header_timeout: Some(Duration::from_millis(1500)),
+        ..Options::default()
     };
     let config = load_with(None, &[], cli).expect("load");
     assert_eq!(config.app.call_args.as_deref(), Some(""));
@@ -312,6 +319,11 @@ fn cli_options_round_trip_through_the_merge() {
     assert_eq!(config.max_body_size, 200);
     assert_eq!(config.script_name, "/a/b");
     assert_eq!(config.log_level, "debug");
+    let mount = &config.edge.static_mounts[0];
+    assert_eq!((mount.url.as_str(), mount.path.as_path()), ("/s", Path::new("/srv/static")));
+    assert_eq!(mount.expires, Some(Duration::from_secs(86_400)));
+    assert_eq!(mount.cache_control.as_deref(), Some("public"));
+    assert_eq!(config.edge.limits.header_timeout, Duration::from_millis(1500));
 }
 
 #[test]
@@ -334,6 +346,33 @@ fn every_options_field_is_in_the_table() {
         max_body_size: Some(0),
         script_name: Some(String::new()),
         log_level: Some(String::new()),
+        tls: Some(String::new()),
+        tls_cert: Some(Vec::new()),
+        tls_key: Some(Vec::new()),
+        tls_min_version: Some(String::new()),
+        redirect_http: Some(Vec::new()),
+        static_mounts: Some(Vec::new()),
+        static_cache_size: Some(0),
+        static_cache_max_file: Some(0),
+        security_headers: Some(true),
+        header: Some(Vec::new()),
+        hsts: Some(String::new()),
+        server_header: Some(String::new()),
+        max_request_line: Some(0),
+        max_header_size: Some(0),
+        max_header_count: Some(0),
+        header_timeout: Some(Duration::ZERO),
+        body_timeout: Some(Duration::ZERO),
+        keepalive_timeout: Some(Duration::ZERO),
+        max_connections: Some(0),
+        forwarded_allow_ips: Some(Vec::new()),
+        proxy_headers: Some(false),
+        access_log: Some(String::new()),
+        access_log_format: Some(String::new()),
+        access_log_max_size: Some(0),
+        access_log_backup: Some(PathBuf::new()),
+        compression: Some(Vec::new()),
+        compression_min_size: Some(0),
     };
     let figment::value::Value::Dict(_, dict) =
         figment::value::Value::serialize(&all).expect("serialize")
@@ -389,6 +428,10 @@ fn every_table_example_loads() {
         let mut text = format!("{}\n", info.example);
         if info.key != "app" {
             text.push_str("app = \"wsgi:app\"\n");
+        }
+        // Options that only mean something together with another one.
+        if info.key == "tls-key" {
+            text.push_str("tls-cert = [\"cert.pem\"]\n");
         }
         let file = dir.write("flaskhost.toml", &text);
         if let Err(error) = load_with(Some(&file), &[], Options::default()) {

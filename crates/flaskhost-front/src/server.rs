@@ -1,18 +1,44 @@
 //! The service stack and the accept loops.
+//!
+//! A request meets, in order: the connection (TLS, then the [`Guarded`] stream that checks
+//! HTTP/1 framing and times heads and idle connections), hyper, then the router built by
+//! [`edge_router`]: trusted-proxy resolution → access log → response headers → framing
+//! verdict → static mounts or the app (compression → body limit → pool).
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use bytes::Bytes;
+use flaskhost_config::{CompressionConfig, EdgeConfig};
+use http::{HeaderValue, StatusCode, header};
+use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tower::Service;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Service, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
 
+use crate::access_log::{AccessLog, AppTime, Entry};
 use crate::app::{self, AppState, ConnInfo, Upstream};
+use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
+use crate::forwarded::TrustedProxies;
+use crate::headers::{HeaderError, ResponseHeaders};
 use crate::listen::Listener;
+use crate::static_files::{StaticError, StaticFiles};
+use crate::tls::{Tls, TlsError};
 
 /// What the front needs from the configuration.
 #[derive(Debug, Clone)]
@@ -20,52 +46,328 @@ pub struct FrontOptions {
     pub script_name: String,
     pub max_body_size: u64,
     /// How long a client may take to send its request head (nginx client_header_timeout).
+    /// Used by [`serve`]; [`serve_edge`] takes it from [`Edge::limits`].
     pub header_read_timeout: Duration,
 }
 
-/// The whole request stack, outermost layer first, as a request meets it.
+/// Everything the edge adds around the app, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub tls: Option<Tls>,
+    pub statics: Option<Arc<StaticFiles>>,
+    pub headers: Arc<ResponseHeaders>,
+    pub proxies: Arc<TrustedProxies>,
+    pub access_log: Option<Arc<AccessLog>>,
+    pub compression: Option<CompressionConfig>,
+    pub limits: ConnLimits,
+    pub max_connections: usize,
+}
+
+impl Default for Edge {
+    /// No TLS, static files, log or compression; the built-in headers; nginx's limits.
+    fn default() -> Self {
+        Edge {
+            tls: None,
+            statics: None,
+            headers: Arc::new(ResponseHeaders::default()),
+            proxies: Arc::new(TrustedProxies::default()),
+            access_log: None,
+            compression: None,
+            limits: ConnLimits::default(),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Why the edge could not start; each names the file or setting at fault.
+#[derive(Debug, Error)]
+pub enum EdgeError {
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Static(#[from] StaticError),
+    #[error("access log: {0}")]
+    AccessLog(#[source] std::io::Error),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+}
+
+impl Edge {
+    /// Loads certificates, checks static mounts and opens the access log.
+    ///
+    /// # Errors
+    ///
+    /// The first certificate, key, static path or log file that cannot be used.
+    pub fn load(cfg: &EdgeConfig) -> Result<Edge, EdgeError> {
+        let tls = cfg.tls.as_ref().map(Tls::load).transpose()?;
+        let statics = if cfg.static_mounts.is_empty() {
+            None
+        } else {
+            Some(Arc::new(StaticFiles::open(&cfg.static_mounts, cfg.static_cache_size, cfg.static_cache_max_file)?))
+        };
+        let access_log = cfg.access_log.as_ref().map(AccessLog::open).transpose().map_err(EdgeError::AccessLog)?;
+        let l = &cfg.limits;
+        Ok(Edge {
+            tls,
+            statics,
+            headers: Arc::new(ResponseHeaders::from_config(&cfg.headers)?),
+            proxies: Arc::new(TrustedProxies::new(cfg.forwarded_allow_ips.clone(), cfg.proxy_headers)),
+            access_log: access_log.map(Arc::new),
+            compression: cfg.compression.clone(),
+            limits: ConnLimits {
+                max_request_line: usize::try_from(l.max_request_line).unwrap_or(usize::MAX),
+                max_header_size: usize::try_from(l.max_header_size).unwrap_or(usize::MAX),
+                max_header_count: l.max_header_count,
+                header_timeout: l.header_timeout,
+                keepalive_timeout: l.keepalive_timeout,
+            },
+            max_connections: l.max_connections,
+        })
+    }
+
+    /// SIGHUP: re-reads the certificate files (open connections keep theirs) and reopens the
+    /// access log file (after logrotate).
+    pub fn reload(&self) {
+        if let Some(tls) = &self.tls {
+            match tls.store.reload() {
+                Ok(n) => tracing::info!("TLS: {n} certificate(s) loaded"),
+                Err(e) => tracing::error!("TLS: reload failed, keeping the current certificates: {e}"),
+            }
+        }
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
+    }
+
+    /// Writes out the access log; call once serving has ended.
+    pub fn close(&self) {
+        if let Some(log) = &self.access_log {
+            log.close();
+        }
+    }
+
+    /// The address of a listener for logs: `https://…` for TCP listeners under TLS.
+    #[must_use]
+    pub fn describe(&self, l: &Listener) -> String {
+        match (l, &self.tls) {
+            (Listener::Tcp(t), Some(_)) => match t.local_addr() {
+                Ok(a) => format!("https://{a}"),
+                Err(_) => "https://?".into(),
+            },
+            _ => l.describe(),
+        }
+    }
+}
+
+/// The app-only stack with the built-in edge defaults (see [`edge_router`]).
 pub fn router(upstream: Arc<dyn Upstream>, opts: &FrontOptions) -> Router {
+    edge_router(upstream, opts, &Edge::default())
+}
+
+/// The whole request stack. `Router::layer` wraps what is already there, so the layers are
+/// listed innermost first; a request meets them bottom to top.
+pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge) -> Router {
     let state = Arc::new(AppState { upstream, script_name: opts.script_name.clone() });
-    Router::new()
-        // Everything not handled above goes to the app.
-        .fallback(app::handle)
+    let mut app = Router::new()
+        // The app: the pool, timed for the access log.
+        .fallback(timed_app)
         .with_state(state)
         // A declared Content-Length over the limit is refused with 413 before the app runs;
         // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
-        .layer(RequestBodyLimitLayer::new(usize::try_from(opts.max_body_size).unwrap_or(usize::MAX)))
+        .layer(RequestBodyLimitLayer::new(usize::try_from(opts.max_body_size).unwrap_or(usize::MAX)));
+    if let Some(c) = &edge.compression {
+        // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
+        // is not); inside the headers so added headers are not counted as the app's.
+        app = app.layer(crate::compression::layer(c));
+    }
+    let routes = Arc::new(Routes { statics: edge.statics.clone(), app });
+    with_edge_layers(Router::new().fallback(route).with_state(routes), edge)
+}
+
+/// The plain-HTTP listeners' stack (`redirect-http`): every request is sent to https.
+pub fn redirect_router(edge: &Edge, https_port: u16) -> Router {
+    with_edge_layers(Router::new().fallback(redirect).with_state(https_port), edge)
+}
+
+/// The layers every response passes, innermost first.
+fn with_edge_layers(inner: Router, edge: &Edge) -> Router {
+    let mut r = inner
+        // A request the connection guard refused (ambiguous framing, head too large) is
+        // answered here, before static files or the app can see it.
+        .layer(middleware::from_fn(check_framing))
+        // Security headers on everything, errors included (nginx `always`).
+        .layer(middleware::from_fn_with_state(edge.headers.clone(), add_headers));
+    if let Some(log) = &edge.access_log {
+        // Sees the final status and every body byte, so it sits outside the layers that
+        // change responses.
+        r = r.layer(middleware::from_fn_with_state(log.clone(), log_request));
+    }
+    // Outermost: who the client is and which scheme it used, which the log, the headers and
+    // the app all need.
+    r.layer(middleware::from_fn_with_state(edge.proxies.clone(), resolve_client))
+}
+
+struct Routes {
+    statics: Option<Arc<StaticFiles>>,
+    app: Router,
+}
+
+async fn route(State(routes): State<Arc<Routes>>, req: Request) -> Response {
+    if let Some(statics) = &routes.statics
+        && let Some(hit) = statics.lookup(req.uri().path())
+    {
+        return statics.serve(hit, req.method(), req.headers()).await;
+    }
+    match routes.app.clone().oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+async fn timed_app(state: State<Arc<AppState>>, req: Request) -> Response {
+    let start = Instant::now();
+    let mut resp = app::handle(state, req).await;
+    resp.extensions_mut().insert(AppTime(start.elapsed()));
+    resp
+}
+
+async fn resolve_client(State(proxies): State<Arc<TrustedProxies>>, mut req: Request, next: Next) -> Response {
+    proxies.resolve(&mut req);
+    next.run(req).await
+}
+
+async fn log_request(State(log): State<Arc<AccessLog>>, req: Request, next: Next) -> Response {
+    let info = conn_info(&req);
+    let entry = Entry::of(&req, info);
+    let resp = next.run(req).await;
+    log.track(entry, resp)
+}
+
+async fn add_headers(State(headers): State<Arc<ResponseHeaders>>, req: Request, next: Next) -> Response {
+    let https = conn_info(&req).https;
+    let mut resp = next.run(req).await;
+    headers.apply(resp.headers_mut(), https);
+    resp
+}
+
+async fn check_framing(req: Request, next: Next) -> Response {
+    match req.extensions().get::<Verdict>() {
+        Some(Verdict::Reject(status, why)) => {
+            tracing::info!(method = %req.method(), path = %req.uri().path(), status = status.as_u16(), "request refused: {why}");
+            let mut resp = plain_error(*status, Some(why));
+            // The bytes after this head cannot be trusted to be a next request.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// 301 to the same host and URI over https, as the seed's `return 301 https://...`.
+async fn redirect(State(https_port): State<u16>, req: Request) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .map(strip_port)
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b)));
+    let Some(host) = host else {
+        return plain_error(StatusCode::BAD_REQUEST, Some("no valid Host to redirect to"));
+    };
+    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let location = format!("https://{host}{port}{target}");
+    let mut resp = plain_error(StatusCode::MOVED_PERMANENTLY, None);
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+            resp
+        }
+        Err(_) => plain_error(StatusCode::BAD_REQUEST, Some("the URL cannot be redirected")),
+    }
+}
+
+/// `example.com:80` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if let Some(end) = host.rfind(']') {
+        return &host[..=end];
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn conn_info(req: &Request) -> ConnInfo {
+    req.extensions().get::<ConnInfo>().copied().unwrap_or(ConnInfo { remote: None, local_port: 0, https: false })
+}
+
+/// A short text response: `400 Bad Request: why`.
+pub(crate) fn plain_error(status: StatusCode, why: Option<&str>) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let text = match why {
+        Some(why) => format!("{} {reason}: {why}\n", status.as_u16()),
+        None => format!("{} {reason}\n", status.as_u16()),
+    };
+    let mut resp = Response::new(Body::from(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
 }
 
 /// Accepts connections on every listener until `shutdown` resolves, then lets open
 /// connections finish for up to the grace period `shutdown` resolved to. Returns true when
-/// all finished in time.
+/// all finished in time. The edge's defaults apply (no TLS, no redirect).
 pub async fn serve(
     listeners: Vec<Listener>,
     router: Router,
     opts: &FrontOptions,
     shutdown: impl Future<Output = Duration>,
 ) -> bool {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.header_read_timeout)
-        // HTTP/1 header names are case-insensitive, but people and some clients read them
-        // as written: send `Content-Type` like nginx does, not `content-type`.
-        .title_case_headers(true)
-        .keep_alive(true);
-    let builder = Arc::new(builder);
+    let mut edge = Edge::default();
+    edge.limits.header_timeout = opts.header_read_timeout;
+    serve_edge(listeners, Vec::new(), router, &edge, shutdown).await
+}
+
+/// Like [`serve`], with the edge: TLS on the TCP `listeners`, the `redirect` listeners
+/// answering with [`redirect_router`], and the edge's connection limits.
+pub async fn serve_edge(
+    listeners: Vec<Listener>,
+    redirect: Vec<Listener>,
+    router: Router,
+    edge: &Edge,
+    shutdown: impl Future<Output = Duration>,
+) -> bool {
+    let limits = Arc::new(edge.limits.clone());
+    let builder = Arc::new(http_builder(&edge.limits));
+    // Shared with the accept loops, which hand each connection its own watcher; they are
+    // finished before the shutdown, so the Arc is unique again by then.
     let graceful = Arc::new(GracefulShutdown::new());
+    let slots = Arc::new(Semaphore::new(edge.max_connections.min(Semaphore::MAX_PERMITS)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    // The https port the redirect points to: the first TLS listener's (port 0 in tests).
+    let https_port = listeners
+        .iter()
+        .find_map(|l| match l {
+            Listener::Tcp(t) if edge.tls.is_some() => t.local_addr().ok().map(|a| a.port()),
+            _ => None,
+        })
+        .unwrap_or(443);
+    let redirect_router = redirect_router(edge, https_port);
+
     let mut accept_tasks = Vec::new();
     let mut keep = Vec::new();
-    for l in listeners {
-        let (router, builder, graceful, mut stop) =
-            (router.clone(), builder.clone(), graceful.clone(), stop_rx.clone());
+    let roles = listeners
+        .into_iter()
+        .map(|l| (l, router.clone(), edge.tls.clone()))
+        .chain(redirect.into_iter().map(|l| (l, redirect_router.clone(), None)));
+    for (l, router, tls) in roles {
+        let ctx = ConnCtx { builder: builder.clone(), limits: limits.clone(), router };
+        let (slots, mut stop, graceful) = (slots.clone(), stop_rx.clone(), graceful.clone());
         match l {
             Listener::Tcp(tcp) => {
                 let port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
                 accept_tasks.push(tokio::spawn(async move {
-                    loop {
+                    while let Some(permit) = acquire(&slots, &mut stop).await {
                         let (stream, peer) = tokio::select! {
                             r = tcp.accept() => match r {
                                 Ok(x) => x,
@@ -74,15 +376,21 @@ pub async fn serve(
                             _ = stop.changed() => break,
                         };
                         let _ = stream.set_nodelay(true);
-                        let info = ConnInfo { remote: Some(peer), local_port: port, https: false };
-                        spawn_conn(&builder, &graceful, &router, TokioIo::new(stream), info);
+                        let info = ConnInfo { remote: Some(peer), local_port: port, https: tls.is_some() };
+                        let (ctx, watcher, tls) = (ctx.clone(), graceful.watcher(), tls.clone());
+                        tokio::spawn(async move {
+                            match tls {
+                                Some(tls) => ctx.serve_tls(stream, peer, tls, info, watcher, permit).await,
+                                None => ctx.serve_conn(stream, info, watcher, permit).await,
+                            }
+                        });
                     }
                 }));
             }
             Listener::Unix { listener, path } => {
                 keep.push(path);
                 accept_tasks.push(tokio::spawn(async move {
-                    loop {
+                    while let Some(permit) = acquire(&slots, &mut stop).await {
                         let stream = tokio::select! {
                             r = listener.accept() => match r {
                                 Ok((s, _)) => s,
@@ -91,7 +399,8 @@ pub async fn serve(
                             _ = stop.changed() => break,
                         };
                         let info = ConnInfo { remote: None, local_port: 0, https: false };
-                        spawn_conn(&builder, &graceful, &router, TokioIo::new(stream), info);
+                        let (ctx, watcher) = (ctx.clone(), graceful.watcher());
+                        tokio::spawn(async move { ctx.serve_conn(stream, info, watcher, permit).await });
                     }
                 }));
             }
@@ -109,6 +418,44 @@ pub async fn serve(
     tokio::time::timeout(grace, graceful.shutdown()).await.is_ok()
 }
 
+/// hyper's settings. The head limits here are only a backstop: the guard refuses a head
+/// over the configured limits first, with a precise status.
+fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+    /// hyper's default read buffer: 8 KiB plus 100 × 4 KiB.
+    const HYPER_DEFAULT_BUF: usize = 8192 + 4096 * 100;
+    let head = limits.max_request_line.saturating_add(limits.max_header_size);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // The guard times request heads (and idle connections) itself; hyper's timer would
+        // also run while a kept-alive connection waits, closing it after the header timeout.
+        .header_read_timeout(None)
+        // HTTP/1 header names are case-insensitive, but people and some clients read them
+        // as written: send `Content-Type` like nginx does, not `content-type`.
+        .title_case_headers(true)
+        .max_headers(limits.max_header_count)
+        .max_buf_size(HYPER_DEFAULT_BUF.max(head.saturating_add(16 * 1024)))
+        .keep_alive(!limits.keepalive_timeout.is_zero());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Waits for a free connection slot (`max-connections`); while none is free, new
+/// connections wait in the listen backlog, as in nginx. `None` when stopping.
+async fn acquire(slots: &Arc<Semaphore>, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+    if *stop.borrow() {
+        return None;
+    }
+    tokio::select! {
+        p = slots.clone().acquire_owned() => p.ok(),
+        _ = stop.changed() => None,
+    }
+}
+
 /// Running out of file descriptors makes accept fail at once, again and again; pausing keeps
 /// that from spinning a core while connections close.
 async fn accept_error(e: std::io::Error) {
@@ -116,27 +463,139 @@ async fn accept_error(e: std::io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn spawn_conn<I>(
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-    graceful: &GracefulShutdown,
-    router: &Router,
-    io: I,
-    info: ConnInfo,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let router = router.clone();
-    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(info);
-        let mut router = router.clone();
-        async move { router.call(req.map(axum::body::Body::new)).await }
-    });
-    let builder = builder.clone();
-    let conn = builder.serve_connection(io, svc).into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
+/// What every connection of one listener shares.
+#[derive(Clone)]
+struct ConnCtx {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    limits: Arc<ConnLimits>,
+    router: Router,
+}
+
+impl ConnCtx {
+    async fn serve_tls(
+        &self,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        tls: Tls,
+        info: ConnInfo,
+        watcher: Watcher,
+        permit: OwnedSemaphorePermit,
+    ) {
+        // A handshake gets as long as a request head: a client that opens connections and
+        // never finishes handshaking is cut off like a slow request.
+        match tokio::time::timeout(self.limits.header_timeout, tls.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => self.serve_conn(stream, info, watcher, permit).await,
+            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn serve_conn<S>(&self, stream: S, info: ConnInfo, watcher: Watcher, permit: OwnedSemaphorePermit)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Held until the connection ends: it is one of `max-connections`.
+        let _permit = permit;
+        let state = ConnState::new();
+        let io = TokioIo::new(Guarded::new(stream, state.clone(), self.limits.clone()));
+        let router = self.router.clone();
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
+            let verdict = if req.version() == http::Version::HTTP_2 { Verdict::Ok } else { state.next_verdict() };
+            req.extensions_mut().insert(info);
+            req.extensions_mut().insert(verdict);
+            let in_flight = InFlight::start(state.clone());
+            let mut router = router.clone();
+            async move {
+                let resp = router.call(req.map(Body::new)).await?;
+                Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight)))
+            }
+        });
+        let conn = self.builder.serve_connection(io, svc).into_owned();
+        if let Err(e) = watcher.watch(conn).await {
             tracing::debug!("connection ended with an error: {e}");
         }
-    });
+    }
+}
+
+/// One request in progress, for the keep-alive timer: the connection is idle only when none
+/// is. Dropped with the response body, or with the request if it is abandoned.
+struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    fn start(state: Arc<ConnState>) -> InFlight {
+        state.request_started();
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+/// The response body, holding its request's [`InFlight`] until hyper is done with it.
+///
+/// It also makes sure that bytes the app produced before failing reach the client (PEP
+/// 3333): hyper drops what it has buffered but not yet written when a body fails, so an
+/// error is held back for one turn, during which hyper flushes, and given out after.
+struct TrackedBody {
+    inner: Body,
+    _in_flight: InFlight,
+    /// An error waiting for hyper to flush the data before it.
+    held: Option<axum::Error>,
+    sent_data: bool,
+}
+
+impl TrackedBody {
+    fn new(inner: Body, in_flight: InFlight) -> TrackedBody {
+        TrackedBody { inner, _in_flight: in_flight, held: None, sent_data: false }
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        if let Some(e) = this.held.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) if this.sent_data => {
+                this.held = Some(e);
+                // Pending makes hyper flush its buffer; the wake brings it straight back.
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.sent_data |= frame.is_data();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_port;
+
+    #[test]
+    fn hosts_without_ports() {
+        assert_eq!(strip_port("example.com:80"), "example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
 }

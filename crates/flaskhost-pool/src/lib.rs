@@ -27,7 +27,7 @@ use http::{HeaderMap, Response};
 pub use body::ResponseBody;
 pub use error::{BoxError, DispatchError, StreamError};
 pub use spawn::{SpawnMode, WorkerCommand};
-pub use stats::{PoolStats, WorkerStats, WorkerStatus};
+pub use stats::{PoolStats, WorkerStats, WorkerStatus, rss_bytes};
 pub use supervisor::{StartError, WorkerEvent};
 
 /// The request body as the pool takes it (the front boxes whatever hyper gives it).

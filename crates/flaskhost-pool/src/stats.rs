@@ -82,3 +82,61 @@ pub(crate) fn worker_stats(w: &WorkerInfo, respawns: u64) -> WorkerStats {
         respawns,
     }
 }
+
+/// Resident memory of a process in bytes, from `/proc/<pid>/statm` (0 when it is gone).
+pub fn rss_bytes(pid: u32) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else { return 0 };
+    let pages: u64 = text.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no memory effects.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+impl PoolStats {
+    /// The stats document served on the stats socket (uWSGI's stats server, as JSON). Written
+    /// by hand: every value is a number or one of a few fixed words, so nothing needs escaping.
+    pub fn to_json(&self, server_pid: u32, uptime: Duration) -> String {
+        use std::fmt::Write;
+        let mut s = String::with_capacity(256 + 256 * self.workers.len());
+        let _ = write!(
+            s,
+            "{{\"version\":\"{}\",\"pid\":{server_pid},\"uptime_seconds\":{},\
+             \"requests\":{},\"exceptions\":{},\"harakiri\":{},\"respawns\":{},\
+             \"idle_slots\":{},\"queue\":{{\"length\":{},\"rejections\":{},\"timeouts\":{}}},\"workers\":[",
+            env!("CARGO_PKG_VERSION"),
+            uptime.as_secs(),
+            self.requests,
+            self.exceptions,
+            self.harakiri,
+            self.respawns,
+            self.idle_slots,
+            self.queue_length,
+            self.queue_rejections,
+            self.queue_timeouts,
+        );
+        for (i, w) in self.workers.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(
+                s,
+                "{{\"id\":{},\"pid\":{},\"status\":\"{}\",\"busy_slots\":{},\"requests\":{},\
+                 \"exceptions\":{},\"avg_response_ms\":{:.3},\"rss_bytes\":{},\"started\":{},\
+                 \"uptime_seconds\":{},\"respawns\":{}}}",
+                w.id,
+                w.pid,
+                w.status.as_str(),
+                w.busy_slots,
+                w.requests,
+                w.exceptions,
+                w.avg_response.as_secs_f64() * 1000.0,
+                rss_bytes(w.pid),
+                w.started_unix,
+                w.uptime.as_secs(),
+                w.respawns,
+            );
+        }
+        s.push_str("]}\n");
+        s
+    }
+}

@@ -16,6 +16,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Serve a WSGI app (e.g. `flaskhost serve --app wsgi:application`).
     Serve(Box<ServeArgs>),
+    /// Print the stats of a running server (its `--stats` address), e.g. `flaskhost stats 127.0.0.1:9191`.
+    Stats(StatsArgs),
     /// Internal: a Python worker process, started by `serve`.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -102,6 +104,8 @@ pub struct ServeArgs {
     pub max_connections: Option<String>,
     #[arg(long, value_name = "CIDR,...")]
     pub forwarded_allow_ips: Vec<String>,
+    #[arg(long, value_name = "BOOL")]
+    pub proxy_headers: Option<String>,
     #[arg(long, value_name = "off|stdout|stderr|FILE")]
     pub access_log: Option<String>,
     #[arg(long, value_name = "combined|json")]
@@ -153,7 +157,7 @@ impl ServeArgs {
 impl ServeArgs {
     /// The edge's flags, appended to `pairs`.
     fn edge_pairs(&self, v: &mut Vec<(&'static str, String)>) {
-        let single: [(&'static str, &Option<String>); 19] = [
+        let single: [(&'static str, &Option<String>); 20] = [
             ("tls", &self.tls),
             ("tls-min-version", &self.tls_min_version),
             ("static-cache-size", &self.static_cache_size),
@@ -168,6 +172,7 @@ impl ServeArgs {
             ("body-timeout", &self.body_timeout),
             ("keepalive-timeout", &self.keepalive_timeout),
             ("max-connections", &self.max_connections),
+            ("proxy-headers", &self.proxy_headers),
             ("access-log", &self.access_log),
             ("access-log-format", &self.access_log_format),
             ("access-log-max-size", &self.access_log_max_size),
@@ -192,6 +197,18 @@ impl ServeArgs {
             v.extend(items.iter().map(|x| (key, x.clone())));
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The server's stats address: HOST:PORT or unix:/path.
+    pub addr: String,
+    /// Redraw every SECONDS, like top.
+    #[arg(long, value_name = "SECONDS")]
+    pub watch: Option<f64>,
+    /// Print the raw JSON document.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of the hidden `worker` command, written by the pool.

@@ -3,6 +3,7 @@
 
 mod cli;
 mod serve;
+mod stats;
 mod worker;
 
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         cli::Cmd::Serve(args) => serve::run(&args),
+        cli::Cmd::Stats(a) => stats::client(&a.addr, a.watch, a.json),
         cli::Cmd::Worker(args) => worker::run(args),
     }
 }

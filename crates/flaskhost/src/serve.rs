@@ -9,16 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flaskhost_config::{ServeConfig, Sources};
-use flaskhost_front::FrontOptions;
+use flaskhost_front::{Edge, FrontOptions};
 use flaskhost_pool::{Pool, PoolOptions, SpawnMode, StartError, WorkerCommand};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::ServeArgs;
 
-/// How long a client may take to send its request head (nginx client_header_timeout).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the client may pause while sending a body (nginx client_body_timeout).
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a worker may take to import the app and report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Listen backlog (nginx and gunicorn use 511/2048; the kernel caps it at somaxconn).
@@ -89,9 +85,11 @@ fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
         queue_size: cfg.queue_size,
         queue_timeout: cfg.queue_timeout,
         timeout: cfg.timeout,
-        body_timeout: BODY_TIMEOUT,
+        // How long the client may pause while sending a body (nginx client_body_timeout).
+        body_timeout: cfg.edge.limits.body_timeout,
         post_buffering: usize::try_from(cfg.post_buffering).unwrap_or(usize::MAX),
         start_timeout: START_TIMEOUT,
+        recycle: flaskhost_pool::Recycle::default(),
     })
 }
 
@@ -110,6 +108,8 @@ struct Signals {
     int: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
+    /// Run on SIGHUP (the edge: certificates re-read, access log reopened).
+    reload_hooks: Vec<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Signals {
@@ -119,6 +119,7 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
+            reload_hooks: Vec::new(),
         })
     }
 
@@ -128,7 +129,12 @@ impl Signals {
                 _ = self.term.recv() => return Stop::Graceful("SIGTERM"),
                 _ = self.int.recv() => return Stop::Graceful("SIGINT"),
                 _ = self.quit.recv() => return Stop::Fast("SIGQUIT"),
-                _ = self.hup.recv() => tracing::warn!("SIGHUP (reload) is not supported yet; ignoring it"),
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP: re-reading TLS certificates, reopening the access log (workers are not reloaded)");
+                    for hook in &self.reload_hooks {
+                        hook();
+                    }
+                }
                 reason = pool.failed() => return Stop::Failed(reason),
             }
         }
@@ -162,6 +168,20 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         mode = if cfg.lazy_apps { "lazy" } else { "preload" },
         "starting"
     );
+    // The edge's files (certificates, static mounts, access log) are checked before any
+    // worker starts, so a wrong path fails fast with nothing to clean up.
+    let edge = match Edge::load(&cfg.edge) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("flaskhost: configuration error: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    {
+        let edge = edge.clone();
+        signals.reload_hooks.push(Box::new(move || edge.reload()));
+    }
     let pool = match Pool::start(opts).await {
         Ok(p) => p,
         Err(StartError::AppLoad(msg)) => {
@@ -178,7 +198,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     let front_opts = FrontOptions {
         script_name: cfg.script_name.clone(),
         max_body_size: cfg.max_body_size,
-        header_read_timeout: HEADER_READ_TIMEOUT,
+        header_read_timeout: cfg.edge.limits.header_timeout,
     };
     let listeners = match flaskhost_front::bind(&cfg.binds, cfg.socket_mode, BACKLOG) {
         Ok(l) => l,
@@ -188,8 +208,21 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let redirect_binds: Vec<flaskhost_config::Bind> =
+        cfg.edge.redirect_http.iter().map(|a| flaskhost_config::Bind::Tcp(*a)).collect();
+    let redirects = match flaskhost_front::bind(&redirect_binds, None, BACKLOG) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("redirect-http: {e}");
+            pool.shutdown(Duration::from_secs(5)).await;
+            return ExitCode::FAILURE;
+        }
+    };
     for l in &listeners {
-        tracing::info!("listening on {}", l.describe());
+        tracing::info!("listening on {}", edge.describe(l));
+    }
+    for l in &redirects {
+        tracing::info!("listening on {} (redirects to https)", l.describe());
     }
     let pids: Vec<String> = pool.worker_pids().iter().map(|(id, pid)| format!("{id}:{pid}")).collect();
     tracing::info!(
@@ -198,7 +231,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         started.elapsed().as_millis()
     );
 
-    let router = flaskhost_front::router(Arc::new(pool.clone()), &front_opts);
+    let router = flaskhost_front::edge_router(Arc::new(pool.clone()), &front_opts, &edge);
     let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
     let shutdown = {
         let (pool, stop, grace) = (pool.clone(), stop.clone(), cfg.graceful_timeout);
@@ -222,7 +255,8 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             grace
         }
     };
-    let drained = flaskhost_front::serve(listeners, router, &front_opts, shutdown).await;
+    let drained = flaskhost_front::serve_edge(listeners, redirects, router, &edge, shutdown).await;
+    edge.close();
     if !drained {
         tracing::warn!("connections still open at the deadline were closed");
     }

@@ -1,0 +1,750 @@
+//! Static files, served like nginx `alias` without waking a worker.
+//!
+//! Why not tower-http's `ServeDir`: it has no ETag, no symlink policy, no dotfile rule and no
+//! in-memory cache, and its path handling cannot report a refused path separately from a
+//! missing one. What is done here:
+//!
+//! - **Paths**: the part of the URL after the mount is split on `/` and each segment
+//!   percent-decoded on its own. A segment that is `.` or `..`, or that decodes to something
+//!   holding `/`, `\` or NUL, is refused with 400; a backslash anywhere is 400; a segment
+//!   starting with `.` is 404 unless the mount allows dotfiles. The file is then resolved with
+//!   `canonicalize` and, by the mount's symlink policy, must stay under the mount's directory
+//!   (`inside`), may be anywhere (`follow`), or must not involve a link at all (`never`).
+//!   Directories are never listed (404).
+//! - **Caching by clients**: `ETag` (mtime and size) and `Last-Modified`, answered with 304
+//!   for `If-None-Match` / `If-Modified-Since`; `Cache-Control` and `Expires` from the mount.
+//! - **Ranges**: one byte range (206), `If-Range`, 416 when unsatisfiable; several ranges get
+//!   the whole file (200), which RFC 9110 allows.
+//! - **Precompressed siblings**: `file.br`, `file.zst`, `file.gz` by Accept-Encoding, with
+//!   `Vary: Accept-Encoding` (not for range requests, so ranges count the file's own bytes).
+//! - **Memory**: files up to a size are kept in memory, keyed by path and checked against the
+//!   file's size, mtime and inode on every request, so a changed file is re-read at once.
+//!   Larger files are streamed in 64 KiB reads.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Bytes, BytesMut};
+use flaskhost_config::{StaticMount, SymlinkPolicy};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body::Frame;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
+
+use crate::access_log::SkipAccessLog;
+
+/// Bytes read from a streamed file per body frame.
+const READ_CHUNK: u64 = 64 * 1024;
+
+#[derive(Debug, Error)]
+#[error("static mount {url}: {path}: {source}")]
+pub struct StaticError {
+    pub url: String,
+    pub path: String,
+    #[source]
+    pub source: io::Error,
+}
+
+/// What a mount serves.
+#[derive(Debug)]
+enum Target {
+    /// A directory, canonical: URLs under the mount map to files under it.
+    Dir(PathBuf),
+    /// One file, as configured (re-resolved on every request, so replacing it works).
+    File(PathBuf),
+}
+
+#[derive(Debug)]
+struct Mount {
+    target: Target,
+    cfg: StaticMount,
+    /// `Cache-Control` built once from `expires` and `cache-control`.
+    cache_control: Option<HeaderValue>,
+}
+
+/// Every static mount and the shared memory cache.
+#[derive(Debug)]
+pub struct StaticFiles {
+    /// Longest URL first, so `/static/img` wins over `/static`.
+    mounts: Vec<Mount>,
+    cache: Mutex<Cache>,
+    max_cached_file: u64,
+}
+
+/// A mount that matched a request path, and the path's remainder.
+pub(crate) struct Hit<'a> {
+    mount: &'a Mount,
+    rest: &'a str,
+}
+
+impl StaticFiles {
+    /// Checks every mount's path now, so a typo fails start-up instead of every request.
+    ///
+    /// # Errors
+    ///
+    /// A mount whose path does not exist, or is neither a file nor a directory.
+    pub fn open(mounts: &[StaticMount], cache_size: u64, max_cached_file: u64) -> Result<StaticFiles, StaticError> {
+        let mut out = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            let err = |source| StaticError { url: m.url.clone(), path: m.path.display().to_string(), source };
+            let meta = std::fs::metadata(&m.path).map_err(err)?;
+            let target = if meta.is_dir() {
+                Target::Dir(std::fs::canonicalize(&m.path).map_err(err)?)
+            } else if meta.is_file() {
+                Target::File(m.path.clone())
+            } else {
+                return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "not a file or a directory")));
+            };
+            let mut parts = Vec::new();
+            if let Some(e) = m.expires {
+                parts.push(format!("max-age={}", e.as_secs()));
+            }
+            if let Some(cc) = &m.cache_control {
+                parts.push(cc.clone());
+            }
+            let cache_control = if parts.is_empty() {
+                None
+            } else {
+                // Validated by the config crate (printable ASCII).
+                HeaderValue::from_str(&parts.join(", ")).ok()
+            };
+            out.push(Mount { target, cfg: m.clone(), cache_control });
+        }
+        out.sort_by_key(|m| std::cmp::Reverse(m.cfg.url.len()));
+        Ok(StaticFiles {
+            mounts: out,
+            cache: Mutex::new(Cache { entries: HashMap::new(), total: 0, capacity: cache_size }),
+            max_cached_file: if cache_size == 0 { 0 } else { max_cached_file.min(cache_size) },
+        })
+    }
+
+    /// The mount serving `path` (the raw, still percent-encoded request path), if any.
+    pub(crate) fn lookup<'a>(&'a self, path: &'a str) -> Option<Hit<'a>> {
+        self.mounts.iter().find_map(|mount| {
+            let url = mount.cfg.url.as_str();
+            let rest = path.strip_prefix(url)?;
+            match mount.target {
+                Target::File(_) if rest.is_empty() => Some(Hit { mount, rest }),
+                Target::Dir(_) if rest.is_empty() || rest.starts_with('/') => Some(Hit { mount, rest }),
+                _ => None,
+            }
+        })
+    }
+
+    /// Answers a request for a static file.
+    pub(crate) async fn serve(self: &Arc<Self>, hit: Hit<'_>, method: &Method, headers: &HeaderMap) -> Response {
+        let mut resp = self.respond(&hit, method, headers).await;
+        if !hit.mount.cfg.access_log {
+            resp.extensions_mut().insert(SkipAccessLog);
+        }
+        resp
+    }
+
+    async fn respond(self: &Arc<Self>, hit: &Hit<'_>, method: &Method, headers: &HeaderMap) -> Response {
+        let mount = hit.mount;
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = plain(StatusCode::METHOD_NOT_ALLOWED);
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        let (file, root) = match &mount.target {
+            Target::File(path) => (path.clone(), None),
+            Target::Dir(root) => match relative_path(hit.rest, mount.cfg.dotfiles) {
+                Ok(rel) => (root.join(rel), Some(root.clone())),
+                Err(status) => return plain(status),
+            },
+        };
+        let range_asked = headers.contains_key(header::RANGE) && method == Method::GET;
+        let encodings = if mount.cfg.precompressed && !range_asked {
+            accepted_encodings(headers)
+        } else {
+            Vec::new()
+        };
+        let policy = mount.cfg.symlinks;
+        let this = self.clone();
+        let opened = tokio::task::spawn_blocking(move || this.open_file(&file, root.as_deref(), policy, &encodings)).await;
+        let opened = match opened {
+            Ok(Ok(o)) => o,
+            Ok(Err(status)) => return plain(status),
+            Err(e) => {
+                tracing::error!("static file task failed: {e}");
+                return plain(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        };
+        self.build(mount, opened, method, headers)
+    }
+
+    /// Resolves, checks and opens the file (blocking). Small files come back read (from the
+    /// cache when unchanged); large ones as an open handle.
+    fn open_file(
+        &self,
+        file: &Path,
+        root: Option<&Path>,
+        policy: SymlinkPolicy,
+        encodings: &[Encoding],
+    ) -> Result<Opened, StatusCode> {
+        let real = resolve(file, root, policy)?;
+        // The precompressed sibling of the file, if the client takes one and it exists.
+        let mut chosen = (real.clone(), None);
+        for enc in encodings {
+            let mut sib = file.as_os_str().to_owned();
+            sib.push(enc.suffix());
+            if let Ok(sib_real) = resolve(Path::new(&sib), root, policy) {
+                chosen = (sib_real, Some(*enc));
+                break;
+            }
+        }
+        let (path, encoding) = chosen;
+        let f = std::fs::File::open(&path).map_err(|e| io_status(&e, &path))?;
+        let meta = f.metadata().map_err(|e| io_status(&e, &path))?;
+        if !meta.is_file() {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        let stamp = Stamp::of(&meta);
+        let content = if stamp.len <= self.max_cached_file {
+            Content::Memory(self.read_cached(&path, f, stamp)?)
+        } else {
+            Content::File(f)
+        };
+        Ok(Opened { mime_path: real, encoding, stamp, content })
+    }
+
+    fn read_cached(&self, path: &Path, mut f: std::fs::File, stamp: Stamp) -> Result<Bytes, StatusCode> {
+        if let Some(bytes) = self.cache_lock().get(path, stamp) {
+            return Ok(bytes);
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(stamp.len).unwrap_or(0));
+        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| io_status(&e, path))?;
+        let bytes = Bytes::from(buf);
+        // A file that changed while it was read is served as read but not cached.
+        if bytes.len() as u64 == stamp.len {
+            self.cache_lock().insert(path.to_owned(), bytes.clone(), stamp);
+        }
+        Ok(bytes)
+    }
+
+    fn cache_lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn build(&self, mount: &Mount, opened: Opened, method: &Method, req: &HeaderMap) -> Response {
+        let Opened { mime_path, encoding, stamp, content } = opened;
+        let len = match &content {
+            Content::Memory(b) => b.len() as u64,
+            Content::File(_) => stamp.len,
+        };
+        let etag = stamp.etag(encoding);
+        let last_modified = httpdate::fmt_http_date(stamp.mtime);
+
+        let mut h = HeaderMap::new();
+        let mime = mime_guess::from_path(&mime_path).first_raw().unwrap_or("application/octet-stream");
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&last_modified) {
+            h.insert(header::LAST_MODIFIED, v);
+        }
+        if let Some(cc) = &mount.cache_control {
+            h.insert(header::CACHE_CONTROL, cc.clone());
+        }
+        if let Some(expires) = mount.cfg.expires {
+            let at = SystemTime::now() + expires;
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                h.insert(header::EXPIRES, v);
+            }
+        }
+        if mount.cfg.precompressed {
+            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        }
+        if let Some(enc) = encoding {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc.name()));
+        }
+
+        if not_modified(req, &etag, stamp.mtime) {
+            return with_headers(StatusCode::NOT_MODIFIED, h, Body::empty());
+        }
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+        let mut status = StatusCode::OK;
+        let (mut start, mut end) = (0, len);
+        if method == Method::GET && if_range_holds(req, &etag, stamp.mtime) {
+            match req.get(header::RANGE).map(|r| parse_range(r.as_bytes(), len)) {
+                Some(RangeAsk::One(a, b)) => {
+                    status = StatusCode::PARTIAL_CONTENT;
+                    (start, end) = (a, b + 1);
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{len}")) {
+                        h.insert(header::CONTENT_RANGE, v);
+                    }
+                }
+                Some(RangeAsk::Unsatisfiable) => {
+                    let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE);
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return r;
+                }
+                Some(RangeAsk::Ignore) | None => {}
+            }
+        }
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        if method == Method::HEAD {
+            return with_headers(status, h, Body::empty());
+        }
+        let body = match content {
+            Content::Memory(bytes) => {
+                let (s, e) = (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(0));
+                Body::from(bytes.slice(s..e))
+            }
+            Content::File(f) => Body::new(FileBody::new(tokio::fs::File::from_std(f), start, end - start)),
+        };
+        with_headers(status, h, body)
+    }
+}
+
+/// The identity of a file's content as the cache and the validators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: SystemTime,
+    ino: u64,
+    dev: u64,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            len: meta.len(),
+            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+
+    /// A strong ETag from the mtime (to the nanosecond) and the size, as nginx builds it,
+    /// marked with the content coding for a precompressed sibling.
+    fn etag(&self, encoding: Option<Encoding>) -> String {
+        let since = self.mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let suffix = encoding.map_or("", Encoding::etag_suffix);
+        format!("\"{:x}.{:x}-{:x}{suffix}\"", since.as_secs(), since.subsec_nanos(), self.len)
+    }
+}
+
+enum Content {
+    Memory(Bytes),
+    File(std::fs::File),
+}
+
+struct Opened {
+    /// The file the type is guessed from (not its `.gz` sibling).
+    mime_path: PathBuf,
+    encoding: Option<Encoding>,
+    stamp: Stamp,
+    content: Content,
+}
+
+#[derive(Debug)]
+struct Cache {
+    entries: HashMap<PathBuf, (Bytes, Stamp)>,
+    total: u64,
+    capacity: u64,
+}
+
+impl Cache {
+    fn get(&self, path: &Path, stamp: Stamp) -> Option<Bytes> {
+        self.entries.get(path).filter(|(_, s)| *s == stamp).map(|(b, _)| b.clone())
+    }
+
+    fn insert(&mut self, path: PathBuf, bytes: Bytes, stamp: Stamp) {
+        let len = bytes.len() as u64;
+        if let Some((old, _)) = self.entries.remove(&path) {
+            self.total -= old.len() as u64;
+        }
+        // Evicts arbitrary entries until the new one fits: simple, and a hot file evicted
+        // by chance is back on its next request.
+        while self.total + len > self.capacity {
+            let Some(victim) = self.entries.keys().next().cloned() else { break };
+            if let Some((b, _)) = self.entries.remove(&victim) {
+                self.total -= b.len() as u64;
+            }
+        }
+        if self.total + len <= self.capacity {
+            self.total += len;
+            self.entries.insert(path, (bytes, stamp));
+        }
+    }
+}
+
+/// Resolves `file` by the symlink policy. `root` is the mount's canonical directory (`None`
+/// for a single-file mount, which serves exactly the configured file).
+fn resolve(file: &Path, root: Option<&Path>, policy: SymlinkPolicy) -> Result<PathBuf, StatusCode> {
+    let real = std::fs::canonicalize(file).map_err(|e| io_status(&e, file))?;
+    if let Some(root) = root {
+        let allowed = match policy {
+            SymlinkPolicy::Follow => true,
+            SymlinkPolicy::Inside => real.starts_with(root),
+            // No component was a link: resolving changed nothing.
+            SymlinkPolicy::Never => real == file,
+        };
+        if !allowed {
+            tracing::debug!(path = %file.display(), "refused: a symbolic link leads outside the mount or links are off");
+            return Err(StatusCode::NOT_FOUND);
+        }
+    }
+    Ok(real)
+}
+
+fn io_status(e: &io::Error, path: &Path) -> StatusCode {
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => StatusCode::NOT_FOUND,
+        io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        _ => {
+            tracing::warn!(path = %path.display(), "static file: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// The file path under the mount for the URL remainder `rest` (raw, percent-encoded, starting
+/// with `/` or empty).
+fn relative_path(rest: &str, dotfiles: bool) -> Result<PathBuf, StatusCode> {
+    if rest.contains('\\') {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let mut rel = PathBuf::new();
+    for raw in rest.split('/') {
+        // Empty segments (`//`) are merged, as nginx's merge_slashes does.
+        if raw.is_empty() {
+            continue;
+        }
+        let seg = percent_decode(raw).ok_or(StatusCode::BAD_REQUEST)?;
+        if seg.is_empty() || seg == b"." || seg == b".." || seg.iter().any(|b| matches!(b, b'/' | b'\\' | 0)) {
+            return Err(StatusCode::BAD_REQUEST);
+        }
+        if seg[0] == b'.' && !dotfiles {
+            return Err(StatusCode::NOT_FOUND);
+        }
+        // Unix file names are bytes, not necessarily UTF-8.
+        rel.push(std::ffi::OsStr::from_bytes(&seg));
+    }
+    // The mount's directory itself, or a path ending in `/` (a directory, or a file named
+    // like one, which nginx also refuses): there is no listing.
+    if rel.as_os_str().is_empty() || rest.ends_with('/') {
+        return Err(StatusCode::NOT_FOUND);
+    }
+    Ok(rel)
+}
+
+/// Strict percent-decoding: `%` must be followed by two hex digits.
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// A content coding of a precompressed sibling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Br => ".br",
+            Encoding::Zstd => ".zst",
+            Encoding::Gzip => ".gz",
+        }
+    }
+
+    fn etag_suffix(self) -> &'static str {
+        match self {
+            Encoding::Br => "-br",
+            Encoding::Zstd => "-zstd",
+            Encoding::Gzip => "-gzip",
+        }
+    }
+}
+
+/// The precompressed codings the client accepts, best first: by the client's q-value, then
+/// by the server's order (br, zstd, gzip: smallest first).
+fn accepted_encodings(headers: &HeaderMap) -> Vec<Encoding> {
+    let q_of = |name: &str| -> Option<u16> {
+        let mut star = None;
+        let mut found = None;
+        for value in headers.get_all(header::ACCEPT_ENCODING) {
+            let Ok(text) = value.to_str() else { continue };
+            for item in text.split(',') {
+                let mut parts = item.split(';');
+                let coding = parts.next().unwrap_or("").trim();
+                let q = parts
+                    .find_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                    .map_or(Some(1000), parse_q);
+                let Some(q) = q else { continue };
+                if coding.eq_ignore_ascii_case(name) || (name == "gzip" && coding.eq_ignore_ascii_case("x-gzip")) {
+                    found = Some(q);
+                } else if coding == "*" {
+                    star = Some(q);
+                }
+            }
+        }
+        found.or(star)
+    };
+    let mut out: Vec<(Encoding, u16)> = [Encoding::Br, Encoding::Zstd, Encoding::Gzip]
+        .into_iter()
+        .filter_map(|e| q_of(e.name()).filter(|q| *q > 0).map(|q| (e, q)))
+        .collect();
+    // Stable: equal q-values keep the server's order.
+    out.sort_by_key(|(_, q)| std::cmp::Reverse(*q));
+    out.into_iter().map(|(e, _)| e).collect()
+}
+
+/// A q-value as thousandths: `1`, `0.5`, `0.001`.
+fn parse_q(text: &str) -> Option<u16> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u16 = match whole {
+        "0" => 0,
+        "1" => 1,
+        _ => return None,
+    };
+    let mut thousandths = 0u16;
+    for (i, d) in frac.bytes().enumerate() {
+        thousandths += u16::from(d - b'0') * [100, 10, 1][i];
+    }
+    let q = whole * 1000 + thousandths;
+    (q <= 1000).then_some(q)
+}
+
+/// Whether the client's cached copy is current (RFC 9110 §13.2.2: If-None-Match first).
+fn not_modified(req: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH) {
+        let Ok(text) = inm.to_str() else { return false };
+        return text.trim() == "*" || text.split(',').any(|t| weak_eq(t.trim(), etag));
+    }
+    let Some(ims) = req.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Ok(since) = httpdate::parse_http_date(ims) else { return false };
+    secs(mtime) <= secs(since)
+}
+
+/// Whether a Range request may be honoured: no If-Range, or one that still matches.
+fn if_range_holds(req: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
+    let Some(v) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let v = v.trim();
+    if v.starts_with('"') || v.starts_with("W/") {
+        // If-Range needs a strong match (RFC 9110 §13.1.5).
+        return v == etag;
+    }
+    httpdate::parse_http_date(v).is_ok_and(|d| secs(d) == secs(mtime))
+}
+
+fn weak_eq(a: &str, b: &str) -> bool {
+    a.trim_start_matches("W/") == b.trim_start_matches("W/")
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// First and last byte, inclusive.
+    One(u64, u64),
+    Unsatisfiable,
+    /// Not a single byte range we serve: send the whole file.
+    Ignore,
+}
+
+/// Parses a Range header against a representation of `len` bytes (RFC 9110 §14.1.2).
+fn parse_range(value: &[u8], len: u64) -> RangeAsk {
+    let Ok(text) = std::str::from_utf8(value) else { return RangeAsk::Ignore };
+    let Some(spec) = text.trim().strip_prefix("bytes=") else { return RangeAsk::Ignore };
+    if spec.contains(',') {
+        return RangeAsk::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsk::Ignore };
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    };
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        // The last `n` bytes.
+        let Some(n) = num(b) else { return RangeAsk::Ignore };
+        if n == 0 || len == 0 {
+            return RangeAsk::Unsatisfiable;
+        }
+        return RangeAsk::One(len.saturating_sub(n), len - 1);
+    }
+    let Some(first) = num(a) else { return RangeAsk::Ignore };
+    let last = if b.is_empty() {
+        None
+    } else {
+        match num(b) {
+            Some(last) if last >= first => Some(last),
+            _ => return RangeAsk::Ignore,
+        }
+    };
+    if first >= len {
+        return RangeAsk::Unsatisfiable;
+    }
+    RangeAsk::One(first, last.map_or(len - 1, |l| l.min(len - 1)))
+}
+
+fn with_headers(status: StatusCode, headers: HeaderMap, body: Body) -> Response {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// A short text response for a refused or failed static request.
+fn plain(status: StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut r = Response::new(Body::from(format!("{} {reason}\n", status.as_u16())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// A byte range of a file, read in [`READ_CHUNK`] pieces as the client takes them.
+struct FileBody {
+    file: tokio::fs::File,
+    /// Where to seek before the first read; `None` once done.
+    seek_to: Option<u64>,
+    seeking: bool,
+    left: u64,
+}
+
+impl FileBody {
+    fn new(file: tokio::fs::File, start: u64, len: u64) -> FileBody {
+        FileBody { file, seek_to: (start > 0).then_some(start), seeking: false, left: len }
+    }
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = &mut *self;
+        if let Some(pos) = this.seek_to {
+            if !this.seeking {
+                Pin::new(&mut this.file).start_seek(io::SeekFrom::Start(pos))?;
+                this.seeking = true;
+            }
+            std::task::ready!(Pin::new(&mut this.file).poll_complete(cx))?;
+            this.seek_to = None;
+        }
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(this.left.min(READ_CHUNK)).unwrap_or(64 * 1024);
+        let mut buf = BytesMut::zeroed(want);
+        let mut rb = ReadBuf::new(&mut buf);
+        std::task::ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        if n == 0 {
+            // The file shrank after its size was sent; the response cannot be completed.
+            return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was sent"))));
+        }
+        buf.truncate(n);
+        this.left -= n as u64;
+        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_a_mount() {
+        assert_eq!(relative_path("/css/site.css", false), Ok(PathBuf::from("css/site.css")));
+        assert_eq!(relative_path("//css///a%20b.css", false), Ok(PathBuf::from("css/a b.css")));
+        for bad in ["/../etc/passwd", "/%2e%2e/x", "/a/%2E%2E/b", "/a%2fb", "/a%5cb", "/a\\b", "/a%00b", "/a%zz", "/a%2", "/./a"] {
+            assert_eq!(relative_path(bad, false), Err(StatusCode::BAD_REQUEST), "{bad}");
+        }
+        assert_eq!(relative_path("/.env", false), Err(StatusCode::NOT_FOUND));
+        assert_eq!(relative_path("/a/.git/config", false), Err(StatusCode::NOT_FOUND));
+        assert_eq!(relative_path("/.well-known/x", true), Ok(PathBuf::from(".well-known/x")));
+        assert_eq!(relative_path("", false), Err(StatusCode::NOT_FOUND));
+        assert_eq!(relative_path("/", false), Err(StatusCode::NOT_FOUND));
+        assert_eq!(relative_path("/css/site.css/", false), Err(StatusCode::NOT_FOUND));
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(b"bytes=0-9", 100), RangeAsk::One(0, 9));
+        assert_eq!(parse_range(b"bytes=90-", 100), RangeAsk::One(90, 99));
+        assert_eq!(parse_range(b"bytes=90-200", 100), RangeAsk::One(90, 99));
+        assert_eq!(parse_range(b"bytes=-10", 100), RangeAsk::One(90, 99));
+        assert_eq!(parse_range(b"bytes=-200", 100), RangeAsk::One(0, 99));
+        assert_eq!(parse_range(b"bytes=100-", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range(b"bytes=-0", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range(b"bytes=0-0", 0), RangeAsk::Unsatisfiable);
+        assert_eq!(parse_range(b"bytes=5-1", 100), RangeAsk::Ignore);
+        assert_eq!(parse_range(b"bytes=0-1,5-6", 100), RangeAsk::Ignore);
+        assert_eq!(parse_range(b"items=0-1", 100), RangeAsk::Ignore);
+        assert_eq!(parse_range(b"bytes=a-b", 100), RangeAsk::Ignore);
+    }
+
+    #[test]
+    fn accept_encoding_order() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, br;q=0.5, zstd;q=0"));
+        assert_eq!(accepted_encodings(&h), [Encoding::Gzip, Encoding::Br]);
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
+        assert_eq!(accepted_encodings(&h), [Encoding::Br, Encoding::Zstd, Encoding::Gzip]);
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("*;q=0.1, gzip;q=0"));
+        assert_eq!(accepted_encodings(&h), [Encoding::Br, Encoding::Zstd]);
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        assert!(accepted_encodings(&h).is_empty());
+        assert!(accepted_encodings(&HeaderMap::new()).is_empty());
+    }
+}

@@ -1,0 +1,123 @@
+"""Response headers the edge adds (nginx `add_header ... always`): the security headers on every
+response (app, static, errors, HTTP/2), never duplicating a header the app set itself;
+configurable and removable; no Server header (so no version) unless configured.
+HSTS over TLS is covered in test_tls.py, and from a trusted proxy in test_forwarded.py."""
+
+import http.client
+
+import httpx
+import pytest
+
+SECURITY = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "strict-origin-when-cross-origin"}
+
+
+def get(server, path):
+    conn = server.http_connection()
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    return resp
+
+
+@pytest.fixture(scope="module")
+def default_server(module_serve, tmp_path_factory):
+    static = tmp_path_factory.mktemp("static")
+    (static / "a.txt").write_text("a\n")
+    return module_serve("edge_headers:application", "--static", f"/s={static}",
+                        "--max-body-size", "100")
+
+
+@pytest.mark.parametrize("path,status", [
+    ("/", 200),
+    ("/?status=404", 404),
+    ("/?status=500", 500),
+    ("/s/a.txt", 200),
+    ("/s/missing", 404),
+    ("/s/%2e%2e/x", 400),
+])
+def test_security_headers_on_every_response(default_server, path, status):
+    resp = get(default_server, path)
+    assert resp.status == status
+    for name, value in SECURITY.items():
+        assert resp.headers.get_all(name) == [value], name
+    assert resp.getheader("Strict-Transport-Security") is None, "HSTS only over https"
+    assert resp.getheader("Server") is None
+
+
+def test_security_headers_on_edge_errors(default_server):
+    # 413 from the body limit, 400 from the framing guard, 405 from a static mount.
+    conn = default_server.http_connection()
+    conn.request("POST", "/", body=b"x" * 101)
+    r413 = conn.getresponse()
+    r413.read()
+    conn.close()
+    assert r413.status == 413
+    with default_server.raw_socket() as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")  # HTTP/1.1 without Host
+        data = sock.recv(65536)
+    assert data.startswith(b"HTTP/1.1 400"), data
+    conn = default_server.http_connection()
+    conn.request("DELETE", "/s/a.txt")
+    r405 = conn.getresponse()
+    r405.read()
+    conn.close()
+    for resp in (r413, r405):
+        assert resp.getheader("X-Frame-Options") == "SAMEORIGIN"
+    assert b"X-Frame-Options: SAMEORIGIN" in data
+
+
+def test_app_headers_are_kept_not_duplicated(default_server):
+    resp = get(default_server, "/?X-Frame-Options=DENY&Referrer-Policy=no-referrer&Server=myapp%2F1.0")
+    assert resp.headers.get_all("X-Frame-Options") == ["DENY"]
+    assert resp.headers.get_all("Referrer-Policy") == ["no-referrer"]
+    assert resp.headers.get_all("X-Content-Type-Options") == ["nosniff"]
+    assert resp.headers.get_all("Server") == ["myapp/1.0"]
+
+
+def test_headers_over_http2(default_server):
+    with httpx.Client(http1=False, http2=True, timeout=30) as client:
+        r = client.get(default_server.url + "/?status=404")
+    assert r.http_version == "HTTP/2" and r.status_code == 404
+    for name, value in SECURITY.items():
+        assert r.headers.get_list(name) == [value]
+
+
+def test_configured_headers_replace_remove_and_add(serve):
+    server = serve("edge_headers:application",
+                   "--header", "X-Frame-Options: DENY",
+                   "--header", "Referrer-Policy:",
+                   "--header", "Permissions-Policy: camera=(), microphone=()",
+                   "--server-header", "flaskhost")
+    resp = get(server, "/")
+    assert resp.headers.get_all("X-Frame-Options") == ["DENY"]
+    assert resp.getheader("Referrer-Policy") is None
+    assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    assert resp.getheader("Permissions-Policy") == "camera=(), microphone=()"
+    assert resp.getheader("Server") == "flaskhost"
+    # The app's own Server header wins over the configured one.
+    assert get(server, "/?Server=app").headers.get_all("Server") == ["app"]
+
+
+def test_headers_from_the_environment_one_per_line(serve):
+    server = serve("edge_headers:application",
+                   env={"FLASKHOST_HEADER": "X-A: 1, 2\nX-B: three\n"})
+    resp = get(server, "/")
+    assert resp.getheader("X-A") == "1, 2"
+    assert resp.getheader("X-B") == "three"
+
+
+def test_security_headers_off(serve):
+    server = serve("edge_headers:application", "--security-headers", "off")
+    resp = get(server, "/")
+    for name in SECURITY:
+        assert resp.getheader(name) is None
+
+
+def test_invalid_header_is_a_config_error(run_flaskhost):
+    from fhtest import APPS, EX_USAGE
+    proc = run_flaskhost("serve", "--app", "hello:application", "--chdir", APPS,
+                         "--header", "X-Bad Name: 1")
+    assert proc.returncode == EX_USAGE
+    assert "header" in proc.output()

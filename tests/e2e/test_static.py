@@ -1,0 +1,373 @@
+"""Static files served by the edge like nginx `alias`: types, validators and 304, ranges, HEAD,
+precompressed siblings, single-file routes, the memory cache following file changes, and the
+path rules: nothing outside the mount is ever served (.., %2e%2e, %2f, backslashes, NUL,
+dotfiles, symlinks leaving the root). The app behind is tests/apps/hello.py, so a request that
+reaches the app is recognisable by its body."""
+
+import email.utils
+import gzip
+import hashlib
+import http.client
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from fhtest import APPS, HTTP_TIMEOUT
+
+HELLO = b"Hello, World!\n"
+SECRET = b"TOP-SECRET-OUTSIDE-THE-MOUNT\n"
+CSS = b"body { color: #333 }\n"
+JS = b"console.log('hello from app.js');\n" * 40
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    static = root / "static"
+    (static / "css").mkdir(parents=True)
+    (static / "js").mkdir()
+    (static / "sub").mkdir()
+    (static / ".hidden").mkdir()
+    (static / ".well-known").mkdir()
+    (static / "css" / "site.css").write_bytes(CSS)
+    (static / "js" / "app.js").write_bytes(JS)
+    (static / "js" / "app.js.gz").write_bytes(gzip.compress(JS, mtime=0))
+    (static / "js" / "app.js.br").write_bytes(b"BROTLI-BYTES")
+    (static / "js" / "app.js.zst").write_bytes(b"ZSTD-BYTES")
+    (static / "big.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
+    (static / "changing.txt").write_bytes(b"version 1\n")
+    (static / "favicon.ico").write_bytes(b"\x00\x00\x01\x00ICON")
+    (static / "robots.txt").write_bytes(b"User-agent: *\n")
+    (static / ".env").write_bytes(SECRET)
+    (static / ".hidden" / "secret").write_bytes(SECRET)
+    (static / ".well-known" / "security.txt").write_bytes(b"Contact: mailto:x@example.com\n")
+    (static / "sub" / "inner.txt").write_bytes(b"inner\n")
+    (static / "unknown.zzqq").write_bytes(b"???")
+    outside = root / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(SECRET)
+    (root / "static-secret").write_bytes(SECRET)  # next to the mount: /static-secret must not map
+    os.symlink(static / "css" / "site.css", static / "link-in.css")
+    os.symlink(outside, static / "link-out")
+    os.symlink(outside / "secret", static / "link-out-file")
+    config = root / "flaskhost.toml"
+    config.write_text(f"""
+[[static]]
+url = "/static"
+path = "{static}"
+expires = "30d"
+cache-control = "public, immutable"
+
+[[static]]
+url = "/favicon.ico"
+path = "{static / 'favicon.ico'}"
+expires = "30d"
+
+[[static]]
+url = "/robots.txt"
+path = "{static / 'robots.txt'}"
+""")
+    return {"root": root, "static": static, "outside": outside, "config": config}
+
+
+@pytest.fixture(scope="module")
+def server(module_serve, site):
+    return module_serve("hello:application", config=site["config"])
+
+
+def raw_get(server, target, headers=None, method="GET"):
+    """A request with the target sent exactly as written (no client-side normalisation)."""
+    conn = server.http_connection()
+    conn.putrequest(method, target, skip_accept_encoding=True)
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp, body
+
+
+# ---- serving -------------------------------------------------------------------------------------
+def test_file_with_type_length_and_validators(server, site):
+    r = server.get("/static/css/site.css")
+    assert r.status_code == 200 and r.content == CSS
+    assert r.headers["Content-Type"].startswith("text/css")
+    assert r.headers["Content-Length"] == str(len(CSS))
+    assert r.headers["ETag"].startswith('"')
+    mtime = os.stat(site["static"] / "css" / "site.css").st_mtime
+    assert email.utils.parsedate_to_datetime(r.headers["Last-Modified"]).timestamp() == int(mtime)
+    assert r.headers["Accept-Ranges"] == "bytes"
+    # expires 30d + add_header Cache-Control "public, immutable", in one header
+    assert r.headers["Cache-Control"] == "max-age=2592000, public, immutable"
+    expires = email.utils.parsedate_to_datetime(r.headers["Expires"])
+    assert (expires - datetime.now(timezone.utc)).days >= 29
+    # The security headers apply to static files too.
+    assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_types(server):
+    assert server.get("/static/js/app.js", headers={"Accept-Encoding": "identity"}) \
+        .headers["Content-Type"] in ("text/javascript", "application/javascript")
+    assert server.get("/static/unknown.zzqq").headers["Content-Type"] == "application/octet-stream"
+    assert server.get("/favicon.ico").headers["Content-Type"] in (
+        "image/x-icon", "image/vnd.microsoft.icon")
+
+
+def test_head_has_headers_and_no_body(server):
+    r = requests.head(server.url + "/static/big.bin", timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200
+    assert r.headers["Content-Length"] == str(3 * 1024 * 1024 + 17)
+    assert r.content == b""
+
+
+def test_large_file_is_streamed_whole(server, site):
+    r = server.get("/static/big.bin")
+    assert r.status_code == 200
+    expected = (site["static"] / "big.bin").read_bytes()
+    assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+def test_single_file_routes(server):
+    r = server.get("/favicon.ico")
+    assert r.status_code == 200 and r.content == b"\x00\x00\x01\x00ICON"
+    assert r.headers["Cache-Control"] == "max-age=2592000"
+    r = server.get("/robots.txt")
+    assert r.content == b"User-agent: *\n"
+    assert "Cache-Control" not in r.headers
+    # Only the exact path is the file; anything else is the app's.
+    assert server.get("/favicon.ico/x").content == HELLO
+    assert server.get("/robots.txt.bak").content == HELLO
+
+
+def test_other_paths_reach_the_app(server):
+    assert server.get("/").content == HELLO
+    assert server.get("/staticfoo").content == HELLO
+    assert server.get("/static-secret").content == HELLO
+
+
+def test_method_not_allowed(server):
+    r = server.post("/static/css/site.css", data=b"x")
+    assert r.status_code == 405
+    assert r.headers["Allow"] == "GET, HEAD"
+
+
+# ---- validators ------------------------------------------------------------------------------------
+def test_if_none_match_and_if_modified_since(server):
+    first = server.get("/static/css/site.css")
+    etag, last_modified = first.headers["ETag"], first.headers["Last-Modified"]
+    r = server.get("/static/css/site.css", headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b""
+    assert r.headers["ETag"] == etag
+    assert r.headers["Cache-Control"] == "max-age=2592000, public, immutable"
+    assert server.get("/static/css/site.css",
+                      headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
+    assert server.get("/static/css/site.css", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert server.get("/static/css/site.css",
+                      headers={"If-Modified-Since": last_modified}).status_code == 304
+    assert server.get("/static/css/site.css",
+                      headers={"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}).status_code == 200
+    # If-None-Match wins over If-Modified-Since (RFC 9110).
+    assert server.get("/static/css/site.css", headers={
+        "If-None-Match": '"other"', "If-Modified-Since": last_modified}).status_code == 200
+
+
+def test_changed_file_is_served_fresh(server, site):
+    """Small files are served from memory; a change on disk is seen on the next request."""
+    path = site["static"] / "changing.txt"
+    r1 = server.get("/static/changing.txt")
+    r1b = server.get("/static/changing.txt")
+    assert r1.content == r1b.content == b"version 1\n"
+    path.write_bytes(b"version 2 is longer\n")
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    r2 = server.get("/static/changing.txt")
+    assert r2.content == b"version 2 is longer\n"
+    assert r2.headers["ETag"] != r1.headers["ETag"]
+    # Same size, new mtime: still seen.
+    path.write_bytes(b"version 3 is longer\n")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 4_000_000_000))
+    assert server.get("/static/changing.txt").content == b"version 3 is longer\n"
+
+
+# ---- ranges --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", ["/static/css/site.css", "/static/big.bin"], ids=["memory", "streamed"])
+def test_ranges(server, site, path):
+    data = (site["static"] / path.removeprefix("/static/")).read_bytes()
+    n = len(data)
+    r = server.get(path, headers={"Range": "bytes=0-9"})
+    assert r.status_code == 206 and r.content == data[:10]
+    assert r.headers["Content-Range"] == f"bytes 0-9/{n}"
+    r = server.get(path, headers={"Range": "bytes=-5"})
+    assert r.status_code == 206 and r.content == data[-5:]
+    r = server.get(path, headers={"Range": "bytes=7-"})
+    assert r.status_code == 206 and r.content == data[7:]
+    r = server.get(path, headers={"Range": f"bytes={n}-"})
+    assert r.status_code == 416
+    assert r.headers["Content-Range"] == f"bytes */{n}"
+    r = server.get(path, headers={"Range": "bytes=0-1,4-5"})
+    assert r.status_code == 200 and r.content == data
+    r = server.get(path, headers={"Range": "lines=1-2"})
+    assert r.status_code == 200 and r.content == data
+
+
+def test_if_range(server):
+    etag = server.get("/static/big.bin", headers={"Range": "bytes=0-0"}).headers["ETag"]
+    assert server.get("/static/big.bin",
+                      headers={"Range": "bytes=0-3", "If-Range": etag}).status_code == 206
+    r = server.get("/static/big.bin", headers={"Range": "bytes=0-3", "If-Range": '"stale"'})
+    assert r.status_code == 200 and len(r.content) == 3 * 1024 * 1024 + 17
+
+
+def test_curl_range_and_resume(server, site, tmp_path):
+    out = tmp_path / "part"
+    res = subprocess.run(["curl", "-sS", "-r", "1000-1999", "-o", str(out), "-w", "%{http_code}",
+                          server.url + "/static/big.bin"], capture_output=True, timeout=30)
+    assert res.stdout == b"206", res.stderr
+    assert out.read_bytes() == (site["static"] / "big.bin").read_bytes()[1000:2000]
+    # A download cut short and resumed with -C - ends up complete.
+    whole = (site["static"] / "big.bin").read_bytes()
+    partial = tmp_path / "resume"
+    partial.write_bytes(whole[:1_234_567])
+    res = subprocess.run(["curl", "-sS", "-C", "-", "-o", str(partial), server.url + "/static/big.bin"],
+                         capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert partial.read_bytes() == whole
+
+
+# ---- precompressed siblings ------------------------------------------------------------------------------
+@pytest.mark.parametrize("accept,encoding,body", [
+    ("br", "br", b"BROTLI-BYTES"),
+    ("gzip, deflate, br, zstd", "br", b"BROTLI-BYTES"),
+    ("zstd", "zstd", b"ZSTD-BYTES"),
+    ("gzip", "gzip", gzip.compress(JS, mtime=0)),
+    ("gzip;q=0.5, zstd;q=0.9", "zstd", b"ZSTD-BYTES"),
+    ("br;q=0, gzip;q=0", None, JS),
+    ("identity", None, JS),
+])
+def test_precompressed_sibling_by_accept_encoding(server, accept, encoding, body):
+    r, data = raw_get(server, "/static/js/app.js", {"Accept-Encoding": accept})
+    assert r.status == 200
+    assert r.getheader("Content-Encoding") == encoding
+    assert data == body
+    assert r.getheader("Vary") == "Accept-Encoding"
+    assert r.getheader("Content-Type") in ("text/javascript", "application/javascript")
+    assert r.getheader("Content-Length") == str(len(body))
+
+
+def test_precompressed_etags_differ_and_ranges_use_the_file(server):
+    identity, _ = raw_get(server, "/static/js/app.js")
+    br, _ = raw_get(server, "/static/js/app.js", {"Accept-Encoding": "br"})
+    assert identity.getheader("ETag") != br.getheader("ETag")
+    r, data = raw_get(server, "/static/js/app.js", {"Accept-Encoding": "br", "Range": "bytes=0-6"})
+    assert r.status == 206 and data == JS[:7] and r.getheader("Content-Encoding") is None
+
+
+def test_curl_compressed_decodes_the_gzip_sibling(server):
+    res = subprocess.run(["curl", "-sS", "-H", "Accept-Encoding: gzip", "--compressed",
+                          server.url + "/static/js/app.js"], capture_output=True, timeout=30)
+    assert res.stdout == JS, res.stderr
+
+
+# ---- nothing outside the mount ----------------------------------------------------------------------------
+REFUSED = [
+    "/static/../static-secret",
+    "/static/css/../../static-secret",
+    "/static/%2e%2e/static-secret",
+    "/static/%2E%2E/outside/secret",
+    "/static/..%2fstatic-secret",
+    "/static/%2e%2e%2fstatic-secret",
+    "/static/css%2f..%2f..%2fstatic-secret",
+    "/static/css%2fsite.css",
+    "/static/css%5csite.css",
+    "/static/..%5cstatic-secret",
+    "/static/css/site.css%00.txt",
+    "/static/%00",
+    "/static/.env",
+    "/static/.hidden/secret",
+    "/static/%2eenv",
+    "/static/%2ehidden/secret",
+    "/static/link-out/secret",
+    "/static/link-out-file",
+    "/static/sub/",
+    "/static/sub",
+    "/static/",
+    "/static",
+    "/static/nope.txt",
+    "/static/css/site.css/",
+    "/static/%zz",
+]
+
+
+@pytest.mark.parametrize("target", REFUSED)
+def test_nothing_outside_the_mount(server, target):
+    r, body = raw_get(server, target)
+    assert r.status in (400, 404), (r.status, body[:200])
+    assert SECRET not in body and CSS not in body and HELLO not in body
+
+
+def test_backslash_in_the_raw_target(server):
+    with server.raw_socket() as sock:
+        sock.sendall(b"GET /static/..\\static-secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400") or data.startswith(b"HTTP/1.1 404"), data[:200]
+    assert SECRET not in data
+
+
+def test_symlink_inside_the_mount_is_followed(server):
+    assert server.get("/static/link-in.css").content == CSS
+
+
+@pytest.fixture(scope="module")
+def policy_servers(module_serve, site):
+    """The same directory under three symlink policies and with dotfiles allowed."""
+    config = site["root"] / "policies.toml"
+    s = site["static"]
+    config.write_text(f"""
+static = [
+  {{ url = "/never", path = "{s}", symlinks = "never" }},
+  {{ url = "/follow", path = "{s}", symlinks = "follow" }},
+  {{ url = "/dots", path = "{s}", dotfiles = true, precompressed = false }},
+]
+""")
+    return module_serve("hello:application", config=config)
+
+
+def test_symlink_policies(policy_servers):
+    s = policy_servers
+    assert s.get("/never/link-in.css").status_code == 404
+    assert s.get("/never/css/site.css").content == CSS
+    assert s.get("/follow/link-out/secret").content == SECRET
+    assert s.get("/follow/link-in.css").content == CSS
+
+
+def test_dotfiles_when_allowed(policy_servers):
+    r = policy_servers.get("/dots/.well-known/security.txt")
+    assert r.status_code == 200 and r.content.startswith(b"Contact:")
+    # Still nothing outside, and .. is still refused.
+    r, _ = raw_get(policy_servers, "/dots/%2e%2e/static-secret")
+    assert r.status == 400
+    r = policy_servers.get("/dots/js/app.js", headers={"Accept-Encoding": "br"})
+    assert r.content == JS and "Vary" not in r.headers
+
+
+def test_missing_static_path_fails_startup(run_flaskhost, tmp_path):
+    proc = run_flaskhost("serve", "--app", "hello:application", "--chdir", APPS, "--bind",
+                         "127.0.0.1:0", "--workers", "1", "--static", f"/s={tmp_path / 'nope'}")
+    assert proc.returncode == 64, proc.output()
+    assert "static mount /s" in proc.output() and "nope" in proc.output()
+
+
+def test_static_over_http2_prior_knowledge(server):
+    import httpx
+    with httpx.Client(http1=False, http2=True, timeout=30) as client:
+        r = client.get(server.url + "/static/css/site.css")
+    assert r.http_version == "HTTP/2" and r.content == CSS
+    assert r.headers["cache-control"] == "max-age=2592000, public, immutable"
