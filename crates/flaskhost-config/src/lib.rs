@@ -73,6 +73,8 @@ pub enum Bind {
 /// The validated configuration of `flaskhost serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// Worker recycling and the stats socket (uWSGI's half of the seed deployment).
+    pub lifecycle: LifecycleConfig,
     pub app: AppSpec,
     pub chdir: Option<PathBuf>,
     pub binds: Vec<Bind>,
@@ -98,4 +100,15 @@ pub struct ServeConfig {
     /// The edge: TLS, redirect, static files, headers, limits, proxies, access log,
     /// compression (see `edge.rs`).
     pub edge: EdgeConfig,
+}
+
+/// When workers are replaced although healthy, and where stats are served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    pub stats: Option<Bind>,
+    pub max_requests: Option<u64>,
+    pub max_requests_delta: u64,
+    pub max_worker_lifetime: Option<Duration>,
+    pub reload_on_rss: Option<u64>,
+    pub evil_reload_on_rss: Option<u64>,
 }

@@ -281,7 +281,24 @@ impl Merged {
             access_log_backup,
             compression,
             compression_min_size,
+            stats,
+            max_requests,
+            max_requests_delta,
+            max_worker_lifetime,
+            reload_on_rss,
+            evil_reload_on_rss,
         } = self.options.clone();
+        let lifecycle = crate::LifecycleConfig {
+            stats: stats
+                .filter(|s| s != "off")
+                .map(|s| parse::parse_bind(&s).map_err(|reason| self.invalid("stats", reason)))
+                .transpose()?,
+            max_requests: max_requests.filter(|n| *n > 0).map(|n| n as u64),
+            max_requests_delta: max_requests_delta.unwrap_or(0) as u64,
+            max_worker_lifetime: max_worker_lifetime.filter(|d| !d.is_zero()),
+            reload_on_rss: reload_on_rss.filter(|n| *n > 0),
+            evil_reload_on_rss: evil_reload_on_rss.filter(|n| *n > 0),
+        };
 
         let app = required(app, "app")?;
         let app = parse::parse_app_spec(&app).map_err(|reason| self.invalid("app", reason))?;
@@ -357,6 +374,7 @@ impl Merged {
         parse::check_log_level(&log_level).map_err(|reason| self.invalid("log-level", reason))?;
 
         Ok(ServeConfig {
+            lifecycle,
             app,
             chdir,
             binds,

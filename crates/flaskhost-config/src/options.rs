@@ -652,4 +652,67 @@ define_options! {
         env: Single,
         serde: (deserialize_with = "crate::de::size::deserialize"),
     }
+
+    /// Serve a JSON document of the pool (per worker: pid, status, requests, exceptions,
+    /// average response time, RSS, respawns; the queue and totals) to every connection on
+    /// this address: `HOST:PORT` or `unix:/path`. Read it with `flaskhost stats ADDR`.
+    stats: String {
+        key: "stats",
+        default: Unset("off"),
+        example: "stats = \"127.0.0.1:9191\"",
+        equivalent: "uWSGI `stats`",
+        env: Single,
+    }
+
+    /// Replace a worker after it has served this many requests (its replacement is ready
+    /// before it stops taking work).
+    max_requests: usize {
+        key: "max-requests",
+        default: Unset("off"),
+        example: "max-requests = 5000",
+        equivalent: "uWSGI `max-requests`; gunicorn `--max-requests`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::count::deserialize"),
+    }
+
+    /// Each worker's max-requests is raised by a per-worker amount up to this, so workers
+    /// do not all recycle at once.
+    max_requests_delta: usize {
+        key: "max-requests-delta",
+        default: Value("0"),
+        example: "max-requests-delta = 500",
+        equivalent: "uWSGI `max-requests-delta`; gunicorn `--max-requests-jitter`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::count::deserialize"),
+    }
+
+    /// Replace a worker older than this (plus up to 10% per-worker jitter).
+    max_worker_lifetime: Duration {
+        key: "max-worker-lifetime",
+        default: Unset("off"),
+        example: "max-worker-lifetime = \"1h\"",
+        equivalent: "uWSGI `max-worker-lifetime`",
+        env: Single,
+        serde: (with = "crate::de::duration"),
+    }
+
+    /// Replace a worker whose resident memory exceeds this, once it has finished its request.
+    reload_on_rss: u64 {
+        key: "reload-on-rss",
+        default: Unset("off"),
+        example: "reload-on-rss = \"200M\"",
+        equivalent: "uWSGI `reload-on-rss` (in MB there)",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// Kill a worker whose resident memory exceeds this, even in the middle of a request.
+    evil_reload_on_rss: u64 {
+        key: "evil-reload-on-rss",
+        default: Unset("off"),
+        example: "evil-reload-on-rss = \"400M\"",
+        equivalent: "uWSGI `evil-reload-on-rss` (in MB there)",
+        env: Single,
+        serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
 }

@@ -373,6 +373,12 @@ fn every_options_field_is_in_the_table() {
         access_log_backup: Some(PathBuf::new()),
         compression: Some(Vec::new()),
         compression_min_size: Some(0),
+        stats: Some("127.0.0.1:9191".into()),
+        max_requests: Some(1000),
+        max_requests_delta: Some(100),
+        max_worker_lifetime: Some(Duration::from_secs(3600)),
+        reload_on_rss: Some(200 << 20),
+        evil_reload_on_rss: Some(400 << 20),
     };
     let figment::value::Value::Dict(_, dict) =
         figment::value::Value::serialize(&all).expect("serialize")

@@ -63,6 +63,18 @@ pub struct ServeArgs {
     pub script_name: Option<String>,
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub stats: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_requests_delta: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub max_worker_lifetime: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub reload_on_rss: Option<String>,
+    #[arg(long, value_name = "SIZE")]
+    pub evil_reload_on_rss: Option<String>,
     // ---- The edge (see OPTIONS.md): repeatable flags collect into lists.
     #[arg(long, value_name = "on|off|self-signed")]
     pub tls: Option<String>,
@@ -143,6 +155,12 @@ impl ServeArgs {
         put("max-body-size", &self.max_body_size);
         put("script-name", &self.script_name);
         put("log-level", &self.log_level);
+        put("stats", &self.stats);
+        put("max-requests", &self.max_requests);
+        put("max-requests-delta", &self.max_requests_delta);
+        put("max-worker-lifetime", &self.max_worker_lifetime);
+        put("reload-on-rss", &self.reload_on_rss);
+        put("evil-reload-on-rss", &self.evil_reload_on_rss);
         if self.lazy_apps {
             v.push(("lazy-apps", "true".into()));
         }

@@ -89,7 +89,13 @@ fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
         body_timeout: cfg.edge.limits.body_timeout,
         post_buffering: usize::try_from(cfg.post_buffering).unwrap_or(usize::MAX),
         start_timeout: START_TIMEOUT,
-        recycle: flaskhost_pool::Recycle::default(),
+        recycle: flaskhost_pool::Recycle {
+            max_requests: cfg.lifecycle.max_requests,
+            max_requests_delta: cfg.lifecycle.max_requests_delta,
+            max_lifetime: cfg.lifecycle.max_worker_lifetime,
+            reload_on_rss: cfg.lifecycle.reload_on_rss,
+            evil_reload_on_rss: cfg.lifecycle.evil_reload_on_rss,
+        },
     })
 }
 
@@ -231,6 +237,11 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         started.elapsed().as_millis()
     );
 
+    let stats_task = cfg
+        .lifecycle
+        .stats
+        .clone()
+        .map(|bind| tokio::spawn(crate::stats::serve(bind, pool.clone(), started)));
     let router = flaskhost_front::edge_router(Arc::new(pool.clone()), &front_opts, &edge);
     let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
     let shutdown = {
@@ -259,6 +270,9 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     edge.close();
     if !drained {
         tracing::warn!("connections still open at the deadline were closed");
+    }
+    if let Some(t) = stats_task {
+        t.abort();
     }
     pool.shutdown(Duration::from_secs(5)).await;
     let failed = matches!(*stop.lock().unwrap_or_else(|p| p.into_inner()), Some(Stop::Failed(_)));

@@ -1,0 +1,88 @@
+"""Worker lifecycle like uWSGI's: recycling (max-requests, reload-on-rss), harakiri with the
+Python traceback, and the stats socket read by `flaskhost stats`."""
+
+import json
+import re
+import socket
+import subprocess
+
+import requests
+
+from fhtest import BIN, HTTP_TIMEOUT, eventually
+
+
+def test_max_requests_recycles_without_failing_a_request(serve):
+    server = serve("grow:application", "--max-requests", "5", workers=1)
+    pids = []
+    for _ in range(16):
+        r = requests.get(server.url + "/pid", timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200
+        pids.append(r.json()["pid"])
+    # Recycled at least twice, each replacement announced before the old worker retired.
+    server.wait_for_line(r"worker retired", count=2, timeout=20)
+    assert len(set(pids)) >= 3, pids
+    assert server.find_lines(r"served 5 requests \(max-requests 5\); starting its replacement")
+
+
+def test_reload_on_rss_replaces_a_grown_worker(serve):
+    server = serve("grow:application", "--reload-on-rss", "60M", workers=1)
+    first = requests.get(server.url + "/grow?mb=80", timeout=HTTP_TIMEOUT)
+    assert first.status_code == 200
+    server.wait_for_line(r"uses \d+ MiB RSS \(reload-on-rss 60 MiB\)", timeout=20)
+    server.wait_for_line(r"worker retired", timeout=20)
+
+    def new_pid():
+        pid = requests.get(server.url + "/pid", timeout=HTTP_TIMEOUT).json()["pid"]
+        return pid if pid != first.json()["pid"] else None
+
+    eventually(new_pid, timeout=20, message="a request served by the replacement")
+
+
+def test_harakiri_logs_the_python_traceback_of_the_stuck_request(serve):
+    server = serve("failures:application", "--timeout", "1s", workers=1)
+    r = requests.get(server.url + "/hang", timeout=HTTP_TIMEOUT)
+    assert r.status_code == 504
+    server.wait_for_line(r"GET /hang got no response within 1s", timeout=10)
+    # faulthandler's dump names the app's frame, in the app's file.
+    server.wait_for_line(r'File ".*failures\.py", line \d+ in failures', timeout=10)
+    eventually(lambda: requests.get(server.url + "/pid", timeout=HTTP_TIMEOUT).status_code in (200, 404),
+               timeout=20, message="a replacement worker answering")
+
+
+def _stats_addr(server):
+    m = server.wait_for_line(r"stats on (\S+)", timeout=10)
+    return m.group(1)
+
+
+def _read(addr):
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return json.loads(b"".join(chunks))
+
+
+def test_stats_socket_counts_requests_exceptions_and_workers(serve):
+    server = serve("failures:application", "--stats", "127.0.0.1:0", workers=2)
+    addr = _stats_addr(server)
+    before = _read(addr)
+    assert sorted(w["pid"] for w in before["workers"]) == sorted(server.worker_pids())
+    assert all(w["status"] == "idle" and w["rss_bytes"] > 0 for w in before["workers"])
+    for _ in range(7):
+        requests.get(server.url + "/slow?s=0", timeout=HTTP_TIMEOUT)
+    assert requests.get(server.url + "/raise", timeout=HTTP_TIMEOUT).status_code == 500
+    after = _read(addr)
+    assert after["requests"] - before["requests"] == 8
+    assert after["exceptions"] - before["exceptions"] == 1
+    assert sum(w["requests"] for w in after["workers"]) == after["requests"]
+    assert sum(w["exceptions"] for w in after["workers"]) == 1
+    assert after["queue"] == {"length": 0, "rejections": 0, "timeouts": 0}
+
+    table = subprocess.run([str(BIN), "stats", addr], capture_output=True, text=True, timeout=20)
+    assert table.returncode == 0, table.stderr
+    for pid in server.worker_pids():
+        assert re.search(rf"\b{pid}\b", table.stdout), table.stdout
