@@ -12,7 +12,8 @@ fn main() {
     }
     println!(
         "cargo:rustc-env=FLASKHOST_BUILD_PYTHON_VERSION={}.{}",
-        cfg.version().major, cfg.version().minor
+        cfg.version().major,
+        cfg.version().minor
     );
     println!("cargo:rerun-if-changed=../../python/flaskhost_boot.py");
 }

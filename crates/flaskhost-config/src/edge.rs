@@ -133,7 +133,10 @@ impl<'de> Deserialize<'de> for StaticMountOptions {
             fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
                 StaticMountOptions::parse(value).map_err(E::custom)
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
                 let table = StaticMountTable::deserialize(
                     serde::de::value::MapAccessDeserializer::new(map),
                 )?;
@@ -210,8 +213,14 @@ pub struct IpNet {
 
 impl IpNet {
     /// Every address (`*`).
-    pub const ANY_V4: IpNet = IpNet { addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), prefix_len: 0 };
-    pub const ANY_V6: IpNet = IpNet { addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED), prefix_len: 0 };
+    pub const ANY_V4: IpNet = IpNet {
+        addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        prefix_len: 0,
+    };
+    pub const ANY_V6: IpNet = IpNet {
+        addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        prefix_len: 0,
+    };
 
     /// Parses `10.0.0.0/8`, `::1`, `192.168.1.7`.
     ///
@@ -220,7 +229,9 @@ impl IpNet {
     /// A message quoting `text`.
     pub fn parse(text: &str) -> Result<IpNet, String> {
         let invalid = || {
-            format!("{text:?} is not an IP address or CIDR range (examples: 10.0.0.0/8, 127.0.0.1, ::1, *)")
+            format!(
+                "{text:?} is not an IP address or CIDR range (examples: 10.0.0.0/8, 127.0.0.1, ::1, *)"
+            )
         };
         let (addr, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -229,7 +240,12 @@ impl IpNet {
         let addr: IpAddr = addr.trim().parse().map_err(|_| invalid())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix_len = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(invalid)?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(invalid)?,
             None => max,
         };
         Ok(IpNet { addr, prefix_len })
@@ -245,11 +261,15 @@ impl IpNet {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix_len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix_len))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -374,14 +394,22 @@ impl Merged {
     pub(crate) fn edge(&self, raw: EdgeInput, binds: &[Bind]) -> Result<EdgeConfig, ConfigError> {
         let tls = self.tls(raw.tls, raw.tls_cert, raw.tls_key, raw.tls_min_version)?;
         if tls.is_some() && !binds.iter().any(|b| matches!(b, Bind::Tcp(_))) {
-            return Err(self.invalid("tls", "TLS is on but every bind is a Unix socket; add a TCP bind such as :443"));
+            return Err(self.invalid(
+                "tls",
+                "TLS is on but every bind is a Unix socket; add a TCP bind such as :443",
+            ));
         }
         let mut redirect_http = Vec::new();
         for text in raw.redirect_http.unwrap_or_default() {
-            match parse::parse_bind(&text).map_err(|reason| self.invalid("redirect-http", reason))? {
+            match parse::parse_bind(&text)
+                .map_err(|reason| self.invalid("redirect-http", reason))?
+            {
                 Bind::Tcp(addr) => redirect_http.push(addr),
                 Bind::Unix(_) => {
-                    return Err(self.invalid("redirect-http", format!("{text:?}: the redirect listens on TCP only")));
+                    return Err(self.invalid(
+                        "redirect-http",
+                        format!("{text:?}: the redirect listens on TCP only"),
+                    ));
                 }
             }
         }
@@ -403,9 +431,15 @@ impl Merged {
 
         let max_request_line = required(raw.max_request_line, "max-request-line")?;
         let max_header_size = required(raw.max_header_size, "max-header-size")?;
-        for (key, value) in [("max-request-line", max_request_line), ("max-header-size", max_header_size)] {
+        for (key, value) in [
+            ("max-request-line", max_request_line),
+            ("max-header-size", max_header_size),
+        ] {
             if value < MIN_HEAD_LIMIT {
-                return Err(self.invalid(key, format!("{value} bytes is too small; at least {MIN_HEAD_LIMIT}")));
+                return Err(self.invalid(
+                    key,
+                    format!("{value} bytes is too small; at least {MIN_HEAD_LIMIT}"),
+                ));
             }
         }
         let max_header_count = required(raw.max_header_count, "max-header-count")?;
@@ -417,14 +451,22 @@ impl Merged {
         }
         let header_timeout = required(raw.header_timeout, "header-timeout")?;
         let body_timeout = required(raw.body_timeout, "body-timeout")?;
-        for (key, value) in [("header-timeout", header_timeout), ("body-timeout", body_timeout)] {
+        for (key, value) in [
+            ("header-timeout", header_timeout),
+            ("body-timeout", body_timeout),
+        ] {
             if value.is_zero() {
-                return Err(self.invalid(key, "0 is not allowed; the timeout must be more than zero"));
+                return Err(
+                    self.invalid(key, "0 is not allowed; the timeout must be more than zero")
+                );
             }
         }
         let max_connections = required(raw.max_connections, "max-connections")?;
         if max_connections == 0 {
-            return Err(self.invalid("max-connections", "0 is not allowed; at least 1 connection is needed"));
+            return Err(self.invalid(
+                "max-connections",
+                "0 is not allowed; at least 1 connection is needed",
+            ));
         }
         let limits = Limits {
             max_request_line,
@@ -441,8 +483,10 @@ impl Merged {
             if item == "*" {
                 forwarded_allow_ips.extend([IpNet::ANY_V4, IpNet::ANY_V6]);
             } else {
-                forwarded_allow_ips
-                    .push(IpNet::parse(&item).map_err(|reason| self.invalid("forwarded-allow-ips", reason))?);
+                forwarded_allow_ips.push(
+                    IpNet::parse(&item)
+                        .map_err(|reason| self.invalid("forwarded-allow-ips", reason))?,
+                );
             }
         }
 
@@ -485,14 +529,20 @@ impl Merged {
             "1.2" | "TLSv1.2" | "tlsv1.2" => TlsVersion::Tls12,
             "1.3" | "TLSv1.3" | "tlsv1.3" => TlsVersion::Tls13,
             other => {
-                return Err(self.invalid("tls-min-version", format!("{other:?} is not a TLS version (1.2 or 1.3)")));
+                return Err(self.invalid(
+                    "tls-min-version",
+                    format!("{other:?} is not a TLS version (1.2 or 1.3)"),
+                ));
             }
         };
         let self_signed = match mode.as_deref().map(str::trim) {
             None => {
                 if certs.is_empty() {
                     if !keys.is_empty() {
-                        return Err(self.invalid("tls-key", "a key is given without a certificate; add tls-cert"));
+                        return Err(self.invalid(
+                            "tls-key",
+                            "a key is given without a certificate; add tls-cert",
+                        ));
                     }
                     return Ok(None);
                 }
@@ -501,24 +551,36 @@ impl Merged {
             Some("off") => return Ok(None),
             Some("on") => {
                 if certs.is_empty() {
-                    return Err(self.invalid("tls", "`on` needs a certificate: set tls-cert (or use tls = \"self-signed\")"));
+                    return Err(self.invalid(
+                        "tls",
+                        "`on` needs a certificate: set tls-cert (or use tls = \"self-signed\")",
+                    ));
                 }
                 false
             }
             Some("self-signed") => {
                 if !certs.is_empty() {
-                    return Err(self.invalid("tls", "`self-signed` and tls-cert exclude each other"));
+                    return Err(
+                        self.invalid("tls", "`self-signed` and tls-cert exclude each other")
+                    );
                 }
                 true
             }
             Some(other) => {
-                return Err(self.invalid("tls", format!("{other:?} is not one of on, off, self-signed")));
+                return Err(self.invalid(
+                    "tls",
+                    format!("{other:?} is not one of on, off, self-signed"),
+                ));
             }
         };
         if !keys.is_empty() && keys.len() != certs.len() {
             return Err(self.invalid(
                 "tls-key",
-                format!("{} keys for {} certificates; give one key per tls-cert, in the same order", keys.len(), certs.len()),
+                format!(
+                    "{} keys for {} certificates; give one key per tls-cert, in the same order",
+                    keys.len(),
+                    certs.len()
+                ),
             ));
         }
         let mut files = Vec::with_capacity(certs.len());
@@ -530,29 +592,48 @@ impl Merged {
             if key.trim().is_empty() {
                 return Err(self.invalid("tls-key", "a path is empty"));
             }
-            files.push(CertFiles { cert: PathBuf::from(cert), key: PathBuf::from(key) });
+            files.push(CertFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            });
         }
-        Ok(Some(TlsConfig { certs: files, self_signed, min_version }))
+        Ok(Some(TlsConfig {
+            certs: files,
+            self_signed,
+            min_version,
+        }))
     }
 
-    fn static_mounts(&self, items: Vec<StaticMountOptions>) -> Result<Vec<StaticMount>, ConfigError> {
+    fn static_mounts(
+        &self,
+        items: Vec<StaticMountOptions>,
+    ) -> Result<Vec<StaticMount>, ConfigError> {
         let mut mounts: Vec<StaticMount> = Vec::with_capacity(items.len());
         for item in items {
-            let invalid = |reason: String| self.invalid("static", format!("mount {:?}: {reason}", item.url));
+            let invalid =
+                |reason: String| self.invalid("static", format!("mount {:?}: {reason}", item.url));
             let url = item.url.trim();
-            let url = if url.len() > 1 { url.trim_end_matches('/') } else { url };
+            let url = if url.len() > 1 {
+                url.trim_end_matches('/')
+            } else {
+                url
+            };
             if !url.starts_with('/') {
                 return Err(invalid("the URL must start with /".into()));
             }
             if url == "/" {
-                return Err(invalid("mounting at / would hide the app; mount a prefix such as /static".into()));
+                return Err(invalid(
+                    "mounting at / would hide the app; mount a prefix such as /static".into(),
+                ));
             }
             if url.split('/').any(|seg| seg == "." || seg == "..")
                 || url.contains("//")
                 || url.contains(['%', '?', '#', '\\'])
                 || url.bytes().any(|b| b.is_ascii_control() || b == b' ')
             {
-                return Err(invalid("the URL must be a plain path (no ., .., //, %, ?, #, spaces)".into()));
+                return Err(invalid(
+                    "the URL must be a plain path (no ., .., //, %, ?, #, spaces)".into(),
+                ));
             }
             if item.path.as_os_str().is_empty() {
                 return Err(invalid("the path is empty".into()));
@@ -565,7 +646,9 @@ impl Merged {
                 Some("follow") => SymlinkPolicy::Follow,
                 Some("never") => SymlinkPolicy::Never,
                 Some(other) => {
-                    return Err(invalid(format!("symlinks = {other:?} is not one of inside, follow, never")));
+                    return Err(invalid(format!(
+                        "symlinks = {other:?} is not one of inside, follow, never"
+                    )));
                 }
             };
             let cache_control = item
@@ -609,10 +692,16 @@ impl Merged {
     /// A header value: visible ASCII, spaces and tabs (no line breaks, which would inject
     /// headers).
     fn header_value(&self, key: &str, value: &str) -> Result<String, ConfigError> {
-        if value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        if value
+            .bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
             Ok(value.to_owned())
         } else {
-            Err(self.invalid(key, format!("{value:?} is not a valid header value (printable ASCII only)")))
+            Err(self.invalid(
+                key,
+                format!("{value:?} is not a valid header value (printable ASCII only)"),
+            ))
         }
     }
 
@@ -627,7 +716,10 @@ impl Merged {
             "combined" => LogFormat::Combined,
             "json" => LogFormat::Json,
             other => {
-                return Err(self.invalid("access-log-format", format!("{other:?} is not one of combined, json")));
+                return Err(self.invalid(
+                    "access-log-format",
+                    format!("{other:?} is not one of combined, json"),
+                ));
             }
         };
         let target = match target.trim() {
@@ -637,15 +729,30 @@ impl Merged {
             path => LogTarget::File(PathBuf::from(path)),
         };
         if max_size == Some(0) {
-            return Err(self.invalid("access-log-max-size", "0 is not allowed; leave it unset for no rotation"));
+            return Err(self.invalid(
+                "access-log-max-size",
+                "0 is not allowed; leave it unset for no rotation",
+            ));
         }
         if max_size.is_some() && !matches!(target, LogTarget::File(_)) {
-            return Err(self.invalid("access-log-max-size", "rotation needs access-log to be a file path"));
+            return Err(self.invalid(
+                "access-log-max-size",
+                "rotation needs access-log to be a file path",
+            ));
         }
-        Ok(Some(AccessLogConfig { target, format, max_size, backup }))
+        Ok(Some(AccessLogConfig {
+            target,
+            format,
+            max_size,
+            backup,
+        }))
     }
 
-    fn compression(&self, items: Vec<String>, min_size: u64) -> Result<Option<CompressionConfig>, ConfigError> {
+    fn compression(
+        &self,
+        items: Vec<String>,
+        min_size: u64,
+    ) -> Result<Option<CompressionConfig>, ConfigError> {
         let mut encodings = Vec::new();
         for item in comma_items(items) {
             let encoding = match item.to_ascii_lowercase().as_str() {
@@ -654,14 +761,20 @@ impl Merged {
                 "br" | "brotli" => Encoding::Brotli,
                 "zstd" => Encoding::Zstd,
                 _ => {
-                    return Err(self.invalid("compression", format!("{item:?} is not one of gzip, br, zstd, off")));
+                    return Err(self.invalid(
+                        "compression",
+                        format!("{item:?} is not one of gzip, br, zstd, off"),
+                    ));
                 }
             };
             if !encodings.contains(&encoding) {
                 encodings.push(encoding);
             }
         }
-        Ok((!encodings.is_empty()).then_some(CompressionConfig { encodings, min_size }))
+        Ok((!encodings.is_empty()).then_some(CompressionConfig {
+            encodings,
+            min_size,
+        }))
     }
 }
 

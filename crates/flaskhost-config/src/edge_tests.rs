@@ -5,20 +5,28 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::{
-    Encoding, IpNet, LogFormat, LogTarget, Options, ServeConfig, Sources, SymlinkPolicy,
-    TlsVersion,
+    Encoding, IpNet, LogFormat, LogTarget, Options, ServeConfig, Sources, SymlinkPolicy, TlsVersion,
 };
 
-fn load_text(toml: &str, env: &[(&str, &str)], cli: &[(&'static str, &str)]) -> Result<ServeConfig, String> {
+fn load_text(
+    toml: &str,
+    env: &[(&str, &str)],
+    cli: &[(&'static str, &str)],
+) -> Result<ServeConfig, String> {
     let dir = std::env::temp_dir().join(format!(
         "flaskhost-edge-test-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
     ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("flaskhost.toml");
     std::fs::write(&file, format!("app = \"wsgi:app\"\n{toml}")).expect("write");
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).into(), (*v).into()))
+        .collect();
     let result = crate::load::load_in(
         Sources {
             file: Some(&file),
@@ -66,14 +74,31 @@ fn static_mounts_from_every_source() {
     assert!(mounts[0].access_log && !mounts[0].dotfiles && mounts[0].precompressed);
     assert_eq!(mounts[0].symlinks, SymlinkPolicy::Inside);
     assert_eq!(mounts[1].expires, Some(Duration::from_secs(30 * 86_400)));
-    assert_eq!(mounts[1].cache_control.as_deref(), Some("public, immutable"));
+    assert_eq!(
+        mounts[1].cache_control.as_deref(),
+        Some("public, immutable")
+    );
     assert!(!mounts[1].access_log && mounts[1].dotfiles && !mounts[1].precompressed);
     assert_eq!(mounts[1].symlinks, SymlinkPolicy::Never);
 
     let env = load_text("", &[("FLASKHOST_STATIC", "/a=./a,/b=/srv/b")], &[]).expect("env");
-    assert_eq!(env.edge.static_mounts.iter().map(|m| m.url.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
+    assert_eq!(
+        env.edge
+            .static_mounts
+            .iter()
+            .map(|m| m.url.as_str())
+            .collect::<Vec<_>>(),
+        ["/a", "/b"]
+    );
     let cli = load_text(file, &[], &[("static", "/c=./c"), ("static", "/d=./d")]).expect("cli");
-    assert_eq!(cli.edge.static_mounts.iter().map(|m| m.url.as_str()).collect::<Vec<_>>(), ["/c", "/d"]);
+    assert_eq!(
+        cli.edge
+            .static_mounts
+            .iter()
+            .map(|m| m.url.as_str())
+            .collect::<Vec<_>>(),
+        ["/c", "/d"]
+    );
     assert_eq!(cli.edge.static_mounts[0].path, Path::new("./c"));
 }
 
@@ -86,12 +111,24 @@ fn bad_static_mounts_are_named() {
         (r#"static = ["/a%2e=./s"]"#, "plain path"),
         (r#"static = ["/a"]"#, "URL=PATH"),
         (r#"static = ["/a=./s", "/a/=./t"]"#, "mounted twice"),
-        (r#"static = [{ url = "/a", path = "./s", symlinks = "maybe" }]"#, "inside, follow, never"),
-        (r#"static = [{ url = "/a", path = "./s", expire = "1d" }]"#, "expire"),
-        (r#"static = [{ url = "/a", path = "./s", expires = "soon" }]"#, "duration"),
+        (
+            r#"static = [{ url = "/a", path = "./s", symlinks = "maybe" }]"#,
+            "inside, follow, never",
+        ),
+        (
+            r#"static = [{ url = "/a", path = "./s", expire = "1d" }]"#,
+            "expire",
+        ),
+        (
+            r#"static = [{ url = "/a", path = "./s", expires = "soon" }]"#,
+            "duration",
+        ),
     ] {
         let err = load_text(toml, &[], &[]).expect_err(toml);
-        assert!(err.contains("`static`") && err.contains(needle), "{toml}: {err}");
+        assert!(
+            err.contains("`static`") && err.contains(needle),
+            "{toml}: {err}"
+        );
     }
 }
 
@@ -100,11 +137,20 @@ fn tls_options() {
     let config = load_text(r#"tls-cert = ["a.pem", "b.pem"]"#, &[], &[]).expect("load");
     let tls = config.edge.tls.expect("tls on");
     assert_eq!(tls.certs.len(), 2);
-    assert_eq!(tls.certs[1].key, PathBuf::from("b.pem"), "the key defaults to the cert file");
+    assert_eq!(
+        tls.certs[1].key,
+        PathBuf::from("b.pem"),
+        "the key defaults to the cert file"
+    );
     assert_eq!(tls.min_version, TlsVersion::Tls12);
     assert!(!tls.self_signed);
 
-    let config = load_text("", &[], &[("tls", "self-signed"), ("tls-min-version", "1.3")]).expect("load");
+    let config = load_text(
+        "",
+        &[],
+        &[("tls", "self-signed"), ("tls-min-version", "1.3")],
+    )
+    .expect("load");
     let tls = config.edge.tls.expect("tls on");
     assert!(tls.self_signed && tls.certs.is_empty());
     assert_eq!(tls.min_version, TlsVersion::Tls13);
@@ -115,10 +161,16 @@ fn tls_options() {
     for (toml, needle) in [
         (r#"tls = "on""#, "needs a certificate"),
         (r#"tls = "yes""#, "on, off, self-signed"),
-        ("tls-cert = [\"a\", \"b\"]\ntls-key = [\"k\"]", "1 keys for 2"),
+        (
+            "tls-cert = [\"a\", \"b\"]\ntls-key = [\"k\"]",
+            "1 keys for 2",
+        ),
         (r#"tls-key = ["k"]"#, "without a certificate"),
         (r#"tls-min-version = "1.1""#, "not a TLS version"),
-        ("tls = \"self-signed\"\nbind = \"unix:/tmp/x.sock\"", "Unix socket"),
+        (
+            "tls = \"self-signed\"\nbind = \"unix:/tmp/x.sock\"",
+            "Unix socket",
+        ),
     ] {
         let err = load_text(toml, &[], &[]).expect_err(toml);
         assert!(err.contains(needle), "{toml}: {err}");
@@ -136,16 +188,26 @@ fn headers_from_list_table_and_env_lines() {
     assert_eq!(
         config.edge.headers.set,
         [
-            ("Permissions-Policy".to_owned(), "camera=(), microphone=()".to_owned()),
+            (
+                "Permissions-Policy".to_owned(),
+                "camera=(), microphone=()".to_owned()
+            ),
             ("X-Frame-Options".to_owned(), String::new())
         ]
     );
     let config = load_text(r#"header = { X-A = "1", X-B = "2, 3" }"#, &[], &[]).expect("table");
     assert_eq!(config.edge.headers.set.len(), 2);
     let config = load_text("", &[("FLASKHOST_HEADER", "X-A: 1, 2\nX-B: 3\n")], &[]).expect("env");
-    assert_eq!(config.edge.headers.set[0], ("X-A".to_owned(), "1, 2".to_owned()));
-    assert_eq!(config.edge.headers.set[1], ("X-B".to_owned(), "3".to_owned()));
-    let config = load_text("hsts = \"off\"\nserver-header = \"flaskhost\"", &[], &[]).expect("load");
+    assert_eq!(
+        config.edge.headers.set[0],
+        ("X-A".to_owned(), "1, 2".to_owned())
+    );
+    assert_eq!(
+        config.edge.headers.set[1],
+        ("X-B".to_owned(), "3".to_owned())
+    );
+    let config =
+        load_text("hsts = \"off\"\nserver-header = \"flaskhost\"", &[], &[]).expect("load");
     assert_eq!(config.edge.headers.hsts, None);
     assert_eq!(config.edge.headers.server.as_deref(), Some("flaskhost"));
 
@@ -176,19 +238,39 @@ fn limits_are_checked() {
 
 #[test]
 fn forwarded_allow_ips_and_networks() {
-    let config = load_text("", &[], &[("forwarded-allow-ips", "10.0.0.0/8, ::1"), ("forwarded-allow-ips", "192.168.1.7")])
-        .expect("load");
+    let config = load_text(
+        "",
+        &[],
+        &[
+            ("forwarded-allow-ips", "10.0.0.0/8, ::1"),
+            ("forwarded-allow-ips", "192.168.1.7"),
+        ],
+    )
+    .expect("load");
     let nets = &config.edge.forwarded_allow_ips;
     assert_eq!(nets.len(), 3);
     let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
     assert!(nets[0].contains(ip("10.1.2.3")));
-    assert!(nets[0].contains(ip("::ffff:10.1.2.3")), "IPv4-mapped addresses match");
+    assert!(
+        nets[0].contains(ip("::ffff:10.1.2.3")),
+        "IPv4-mapped addresses match"
+    );
     assert!(!nets[0].contains(ip("11.0.0.1")));
     assert!(nets[1].contains(ip("::1")) && !nets[1].contains(ip("::2")));
     assert!(nets[2].contains(ip("192.168.1.7")) && !nets[2].contains(ip("192.168.1.8")));
     let any = load_text("forwarded-allow-ips = \"*\"", &[], &[]).expect("any");
-    assert!(any.edge.forwarded_allow_ips.iter().any(|n| n.contains(ip("203.0.113.9"))));
-    assert!(any.edge.forwarded_allow_ips.iter().any(|n| n.contains(ip("2001:db8::1"))));
+    assert!(
+        any.edge
+            .forwarded_allow_ips
+            .iter()
+            .any(|n| n.contains(ip("203.0.113.9")))
+    );
+    assert!(
+        any.edge
+            .forwarded_allow_ips
+            .iter()
+            .any(|n| n.contains(ip("2001:db8::1")))
+    );
     assert!(IpNet::parse("10.0.0.0/33").is_err());
     let err = load_text("forwarded-allow-ips = [\"10.0.0/8\"]", &[], &[]).expect_err("bad");
     assert!(err.contains("forwarded-allow-ips"), "{err}");
@@ -206,12 +288,21 @@ fn access_log_and_compression() {
     assert_eq!(log.target, LogTarget::File("/var/log/a.log".into()));
     assert_eq!(log.format, LogFormat::Json);
     assert_eq!(log.max_size, Some(10 << 20));
-    let err = load_text("access-log = \"stdout\"\naccess-log-max-size = \"1M\"", &[], &[]).expect_err("rotate stdout");
+    let err = load_text(
+        "access-log = \"stdout\"\naccess-log-max-size = \"1M\"",
+        &[],
+        &[],
+    )
+    .expect_err("rotate stdout");
     assert!(err.contains("file path"), "{err}");
 
-    let config = load_text("", &[("FLASKHOST_COMPRESSION", "zstd,br,gzip,gzip")], &[]).expect("load");
+    let config =
+        load_text("", &[("FLASKHOST_COMPRESSION", "zstd,br,gzip,gzip")], &[]).expect("load");
     let c = config.edge.compression.expect("on");
-    assert_eq!(c.encodings, [Encoding::Zstd, Encoding::Brotli, Encoding::Gzip]);
+    assert_eq!(
+        c.encodings,
+        [Encoding::Zstd, Encoding::Brotli, Encoding::Gzip]
+    );
     assert_eq!(c.min_size, 1024);
     let off = load_text("compression = [\"off\"]", &[], &[]).expect("off");
     assert_eq!(off.edge.compression, None);

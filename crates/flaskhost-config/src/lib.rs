@@ -37,12 +37,12 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use error::{ConfigError, Origin};
 pub use edge::{
     AccessLogConfig, CertFiles, CompressionConfig, EdgeConfig, Encoding, HeaderConfig, IpNet,
     Limits, LogFormat, LogTarget, StaticMount, StaticMountOptions, SymlinkPolicy, TlsConfig,
     TlsVersion,
 };
+pub use error::{ConfigError, Origin};
 pub use load::{CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, IGNORED_ENV_VARS, Sources, load, process_env};
 pub use options::{DefaultValue, EnvShape, OPTIONS, OptionInfo, Options, option_info};
 pub use parse::{

@@ -54,12 +54,29 @@ fn load_with(
     cli: Options,
 ) -> Result<ServeConfig, ConfigError> {
     let empty = TempDir::new();
-    load_in(Sources { file, env, cli, cli_text: Vec::new() }, &empty.0)
+    load_in(
+        Sources {
+            file,
+            env,
+            cli,
+            cli_text: Vec::new(),
+        },
+        &empty.0,
+    )
 }
 
 fn merged(file: Option<&Path>, env: &[(String, String)], cli: Options) -> Merged {
     let empty = TempDir::new();
-    Merged::new(Sources { file, env, cli, cli_text: Vec::new() }, &empty.0).expect("merge")
+    Merged::new(
+        Sources {
+            file,
+            env,
+            cli,
+            cli_text: Vec::new(),
+        },
+        &empty.0,
+    )
+    .expect("merge")
 }
 
 fn app_only() -> Vec<(String, String)> {
@@ -320,10 +337,16 @@ fn cli_options_round_trip_through_the_merge() {
     assert_eq!(config.script_name, "/a/b");
     assert_eq!(config.log_level, "debug");
     let mount = &config.edge.static_mounts[0];
-    assert_eq!((mount.url.as_str(), mount.path.as_path()), ("/s", Path::new("/srv/static")));
+    assert_eq!(
+        (mount.url.as_str(), mount.path.as_path()),
+        ("/s", Path::new("/srv/static"))
+    );
     assert_eq!(mount.expires, Some(Duration::from_secs(86_400)));
     assert_eq!(mount.cache_control.as_deref(), Some("public"));
-    assert_eq!(config.edge.limits.header_timeout, Duration::from_millis(1500));
+    assert_eq!(
+        config.edge.limits.header_timeout,
+        Duration::from_millis(1500)
+    );
 }
 
 #[test]
@@ -844,23 +867,42 @@ fn unparsable_file_names_path_and_line() {
 #[test]
 fn cli_text_flags_parse_like_env_and_name_the_flag() {
     let env = env(&[]);
-    let mut text = vec![("app", "wsgi:app".to_string()), ("timeout", "2m".to_string())];
+    let mut text = vec![
+        ("app", "wsgi:app".to_string()),
+        ("timeout", "2m".to_string()),
+    ];
     text.push(("bind", "127.0.0.1:0".into()));
     text.push(("bind", "unix:/tmp/x.sock".into()));
     let cfg = load_in(
-        Sources { file: None, env: &env, cli: Options::default(), cli_text: text },
+        Sources {
+            file: None,
+            env: &env,
+            cli: Options::default(),
+            cli_text: text,
+        },
         &TempDir::new().0,
     )
     .expect("loads");
     assert_eq!(cfg.timeout, std::time::Duration::from_secs(120));
     assert_eq!(cfg.binds.len(), 2);
 
-    let bad = vec![("app", "wsgi:app".to_string()), ("workers", "many".to_string())];
+    let bad = vec![
+        ("app", "wsgi:app".to_string()),
+        ("workers", "many".to_string()),
+    ];
     let err = load_in(
-        Sources { file: None, env: &env, cli: Options::default(), cli_text: bad },
+        Sources {
+            file: None,
+            env: &env,
+            cli: Options::default(),
+            cli_text: bad,
+        },
         &TempDir::new().0,
     )
     .expect_err("bad flag");
     let msg = err.to_string();
-    assert!(msg.contains("`workers`") && msg.contains("--workers"), "{msg}");
+    assert!(
+        msg.contains("`workers`") && msg.contains("--workers"),
+        "{msg}"
+    );
 }

@@ -88,7 +88,10 @@ impl AccessLog {
     }
 
     fn send(&self, msg: Msg) {
-        let tx = self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tx) = tx.as_ref()
             && let Err(TrySendError::Full(_)) = tx.try_send(msg)
         {
@@ -103,8 +106,16 @@ impl AccessLog {
 
     /// Writes out what is queued and stops the writer; later lines are discarded.
     pub fn close(&self) {
-        self.tx.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(h) = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(h) = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             let _ = h.join();
         }
     }
@@ -120,7 +131,12 @@ impl AccessLog {
             Body::new(LoggedBody {
                 inner: body,
                 sent: 0,
-                done: Some(Done { log: self.clone(), entry, status, app }),
+                done: Some(Done {
+                    log: self.clone(),
+                    entry,
+                    status,
+                    app,
+                }),
             })
         })
     }
@@ -145,7 +161,10 @@ impl Entry {
     /// proxies), so the client logged is the real one.
     pub(crate) fn of(req: &Request, info: ConnInfo) -> Entry {
         let h = req.headers();
-        let text = |name| h.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let text = |name| {
+            h.get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
         let protocol = match req.version() {
             http::Version::HTTP_09 => "HTTP/0.9",
             http::Version::HTTP_10 => "HTTP/1.0",
@@ -153,15 +172,22 @@ impl Entry {
             http::Version::HTTP_3 => "HTTP/3.0",
             _ => "HTTP/1.1",
         };
-        let uri = req.uri().path_and_query().map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
+        let uri = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| req.uri().path().to_owned(), |pq| pq.as_str().to_owned());
         let method = req.method().as_str().to_owned();
         Entry {
-            remote: info.remote.map_or_else(|| "unix:".to_owned(), |a| a.ip().to_string()),
+            remote: info
+                .remote
+                .map_or_else(|| "unix:".to_owned(), |a| a.ip().to_string()),
             request_line: format!("{method} {uri} {protocol}"),
             method,
             uri,
             protocol,
-            host: text(header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str().to_owned())).unwrap_or_default(),
+            host: text(header::HOST)
+                .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+                .unwrap_or_default(),
             referer: text(header::REFERER),
             user_agent: text(header::USER_AGENT),
             at: SystemTime::now(),
@@ -192,10 +218,15 @@ impl Done {
                     nginx_escape(&e.request_line),
                     self.status,
                     sent,
-                    e.referer.as_deref().map_or_else(|| "-".into(), nginx_escape),
-                    e.user_agent.as_deref().map_or_else(|| "-".into(), nginx_escape),
+                    e.referer
+                        .as_deref()
+                        .map_or_else(|| "-".into(), nginx_escape),
+                    e.user_agent
+                        .as_deref()
+                        .map_or_else(|| "-".into(), nginx_escape),
                     total.as_secs_f64(),
-                    self.app.map_or_else(|| "-".to_owned(), |t| format!("{:.3}", t.as_secs_f64())),
+                    self.app
+                        .map_or_else(|| "-".to_owned(), |t| format!("{:.3}", t.as_secs_f64())),
                 );
             }
             LogFormat::Json => {
@@ -211,9 +242,12 @@ impl Done {
                     self.status,
                     sent,
                     e.referer.as_deref().map_or_else(|| "null".into(), json_str),
-                    e.user_agent.as_deref().map_or_else(|| "null".into(), json_str),
+                    e.user_agent
+                        .as_deref()
+                        .map_or_else(|| "null".into(), json_str),
                     total.as_secs_f64(),
-                    self.app.map_or_else(|| "null".to_owned(), |t| format!("{:.6}", t.as_secs_f64())),
+                    self.app
+                        .map_or_else(|| "null".to_owned(), |t| format!("{:.6}", t.as_secs_f64())),
                 );
             }
         }
@@ -234,7 +268,10 @@ impl http_body::Body for LoggedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
@@ -274,7 +311,13 @@ impl Drop for LoggedBody {
 enum Sink {
     Stdout(BufWriter<io::Stdout>),
     Stderr(BufWriter<io::Stderr>),
-    File { out: BufWriter<File>, path: PathBuf, size: u64, max: Option<u64>, backup: PathBuf },
+    File {
+        out: BufWriter<File>,
+        path: PathBuf,
+        size: u64,
+        max: Option<u64>,
+        backup: PathBuf,
+    },
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -287,14 +330,21 @@ impl Sink {
             LogTarget::Stdout => Sink::Stdout(BufWriter::new(io::stdout())),
             LogTarget::Stderr => Sink::Stderr(BufWriter::new(io::stderr())),
             LogTarget::File(path) => {
-                let file = open_append(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                let file = open_append(path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
                 let size = file.metadata().map_or(0, |m| m.len());
                 let backup = cfg.backup.clone().unwrap_or_else(|| {
                     let mut p = path.as_os_str().to_owned();
                     p.push(".1");
                     PathBuf::from(p)
                 });
-                Sink::File { out: BufWriter::new(file), path: path.clone(), size, max: cfg.max_size, backup }
+                Sink::File {
+                    out: BufWriter::new(file),
+                    path: path.clone(),
+                    size,
+                    max: cfg.max_size,
+                    backup,
+                }
             }
         })
     }
@@ -317,7 +367,14 @@ impl Sink {
     /// Renames the file to the backup name (replacing an older backup) and starts a new one,
     /// as uWSGI's log-maxsize does.
     fn rotate(&mut self) -> io::Result<()> {
-        if let Sink::File { out, path, size, backup, .. } = self {
+        if let Sink::File {
+            out,
+            path,
+            size,
+            backup,
+            ..
+        } = self
+        {
             out.flush()?;
             std::fs::rename(&*path, &*backup)?;
             *out = BufWriter::new(open_append(path)?);
@@ -327,7 +384,10 @@ impl Sink {
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        if let Sink::File { out, path, size, .. } = self {
+        if let Sink::File {
+            out, path, size, ..
+        } = self
+        {
             out.flush()?;
             let file = open_append(path)?;
             *size = file.metadata().map_or(0, |m| m.len());
@@ -428,16 +488,28 @@ fn civil(days: i64) -> (i64, u32, u32) {
 }
 
 fn split_time(t: SystemTime) -> (i64, u32, u32, u64, u64, u64, u32) {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     let secs = d.as_secs();
     let (y, m, day) = civil(i64::try_from(secs / 86_400).unwrap_or(0));
     let rem = secs % 86_400;
-    (y, m, day, rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+    (
+        y,
+        m,
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis(),
+    )
 }
 
 /// `10/Oct/2000:13:55:36 +0000`, nginx's `$time_local` in UTC.
 fn clf_time(t: SystemTime) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let (y, m, d, hh, mm, ss, _) = split_time(t);
     let month = MONTHS[usize::try_from(m.saturating_sub(1)).unwrap_or(0).min(11)];
     format!("{d:02}/{month}/{y}:{hh:02}:{mm:02}:{ss:02} +0000")
@@ -464,7 +536,10 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(nginx_escape("GET /a\"b\\c\u{7f} HTTP/1.1"), "GET /a\\x22b\\x5Cc\\x7F HTTP/1.1");
+        assert_eq!(
+            nginx_escape("GET /a\"b\\c\u{7f} HTTP/1.1"),
+            "GET /a\\x22b\\x5Cc\\x7F HTTP/1.1"
+        );
         assert_eq!(json_str("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
     }
 }

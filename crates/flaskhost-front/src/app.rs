@@ -32,7 +32,9 @@ pub trait Upstream: Send + Sync + 'static {
         meta: &'a RequestMeta<'a>,
         headers: &'a http::HeaderMap,
         body: RequestBody,
-    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>;
+    ) -> Pin<
+        Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>,
+    >;
 }
 
 impl Upstream for Pool {
@@ -41,8 +43,9 @@ impl Upstream for Pool {
         meta: &'a RequestMeta<'a>,
         headers: &'a http::HeaderMap,
         body: RequestBody,
-    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>
-    {
+    ) -> Pin<
+        Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>,
+    > {
         Box::pin(Pool::dispatch(self, meta, headers, body))
     }
 }
@@ -54,12 +57,20 @@ pub(crate) struct AppState {
 
 pub(crate) async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let conn = parts.extensions.get::<ConnInfo>().copied().unwrap_or(ConnInfo {
-        remote: None,
-        local_port: 0,
-        https: false,
-    });
-    let (host, host_from_uri) = match parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+    let conn = parts
+        .extensions
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or(ConnInfo {
+            remote: None,
+            local_port: 0,
+            https: false,
+        });
+    let (host, host_from_uri) = match parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    {
         Some(h) => (Some(h), false),
         None => (parts.uri.authority().map(|a| a.as_str()), true),
     };

@@ -26,12 +26,18 @@ pub(crate) struct Compressible {
 impl Predicate for Compressible {
     fn should_compress<B: http_body::Body>(&self, response: &http::Response<B>) -> bool {
         let status = response.status();
-        if matches!(status, StatusCode::PARTIAL_CONTENT | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED)
-            || status.is_informational()
+        if matches!(
+            status,
+            StatusCode::PARTIAL_CONTENT | StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        ) || status.is_informational()
         {
             return false;
         }
-        let Some(ct) = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        let Some(ct) = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
         compressible_type(ct) && self.min_size.should_compress(response)
@@ -40,7 +46,12 @@ impl Predicate for Compressible {
 
 /// Whether a Content-Type is worth compressing.
 pub(crate) fn compressible_type(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if essence == "text/event-stream" {
         return false;
     }
@@ -73,7 +84,9 @@ pub(crate) fn layer(cfg: &CompressionConfig) -> CompressionLayer<Compressible> {
         .zstd(on(Encoding::Zstd))
         .no_deflate()
         .quality(CompressionLevel::Precise(QUALITY))
-        .compress_when(Compressible { min_size: SizeAbove::new(cfg.min_size) })
+        .compress_when(Compressible {
+            min_size: SizeAbove::new(cfg.min_size),
+        })
 }
 
 #[cfg(test)]
@@ -82,10 +95,22 @@ mod tests {
 
     #[test]
     fn types() {
-        for t in ["text/html; charset=utf-8", "application/json", "image/svg+xml", "application/ld+json", "TEXT/CSS"] {
+        for t in [
+            "text/html; charset=utf-8",
+            "application/json",
+            "image/svg+xml",
+            "application/ld+json",
+            "TEXT/CSS",
+        ] {
             assert!(compressible_type(t), "{t}");
         }
-        for t in ["image/png", "application/octet-stream", "text/event-stream", "application/zip", ""] {
+        for t in [
+            "image/png",
+            "application/octet-stream",
+            "text/event-stream",
+            "application/zip",
+            "",
+        ] {
             assert!(!compressible_type(t), "{t}");
         }
     }

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -80,6 +80,10 @@ struct Shared {
     requests: u64,
     /// When `in_flight` last dropped to zero.
     idle_since: Instant,
+    /// The task reading the connection, woken when it becomes idle: its read may already be
+    /// pending with no deadline (a response was in flight), and only a new poll arms the
+    /// keep-alive timer.
+    reader: Option<Waker>,
 }
 
 impl ConnState {
@@ -91,13 +95,16 @@ impl ConnState {
                 in_flight: 0,
                 requests: 0,
                 idle_since: Instant::now(),
+                reader: None,
             }),
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // The critical sections cannot panic half-way; a poisoned lock still holds valid data.
-        self.shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The verdict for the next HTTP/1 request hyper hands to the service.
@@ -105,7 +112,9 @@ impl ConnState {
         let mut s = self.lock();
         match s.verdicts.pop_front() {
             Some(v) => v,
-            None if s.stopped => Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request framing"),
+            None if s.stopped => {
+                Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request framing")
+            }
             // Not reachable while the shadow parser and hyper agree; a request the guard has
             // not seen is let through rather than failing a well-formed connection.
             None => Verdict::Ok,
@@ -121,10 +130,25 @@ impl ConnState {
 
     /// A response body was dropped (sent, or abandoned).
     pub(crate) fn request_finished(&self) {
-        let mut s = self.lock();
-        s.in_flight = s.in_flight.saturating_sub(1);
-        if s.in_flight == 0 {
+        let reader = {
+            let mut s = self.lock();
+            s.in_flight = s.in_flight.saturating_sub(1);
+            if s.in_flight > 0 {
+                return;
+            }
             s.idle_since = Instant::now();
+            s.reader.take()
+        };
+        if let Some(w) = reader {
+            w.wake();
+        }
+    }
+
+    /// Remembers the task whose read is pending (see `Shared::reader`).
+    fn park(&self, waker: &Waker) {
+        let mut s = self.lock();
+        if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            s.reader = Some(waker.clone());
         }
     }
 
@@ -156,9 +180,16 @@ enum Phase {
 /// The chunked-body decoder's states, as strict as hyper's (CRLF everywhere).
 #[derive(Debug, Clone, Copy)]
 enum Chunk {
-    Size { value: u64, digits: u8 },
-    Ext { value: u64 },
-    SizeLf { value: u64 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
+    Ext {
+        value: u64,
+    },
+    SizeLf {
+        value: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
@@ -191,7 +222,10 @@ impl Framing {
                 Phase::Between => {
                     // Empty lines before a request line are ignored (RFC 9112 §2.2), as
                     // httparse does.
-                    let skip = data.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+                    let skip = data
+                        .iter()
+                        .take_while(|b| matches!(b, b'\r' | b'\n'))
+                        .count();
                     data = &data[skip..];
                     if !data.is_empty() {
                         self.head.clear();
@@ -247,7 +281,10 @@ impl Framing {
 
         // Only the new bytes are searched, so a line trickled in byte by byte costs linear time.
         if self.line_end.is_none() {
-            self.line_end = self.head[old_len..].iter().position(|b| *b == b'\n').map(|i| old_len + i);
+            self.line_end = self.head[old_len..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|i| old_len + i);
         }
         let line_end = self.line_end;
         let line_len = match line_end {
@@ -255,7 +292,12 @@ impl Framing {
             None => self.head.len(),
         };
         if line_len > limits.max_request_line {
-            return self.reject(state, StatusCode::URI_TOO_LONG, "request line too long", data.len());
+            return self.reject(
+                state,
+                StatusCode::URI_TOO_LONG,
+                "request line too long",
+                data.len(),
+            );
         }
 
         // The head ends at the first empty line; only the new bytes (and the three before
@@ -264,7 +306,12 @@ impl Framing {
         let Some(end) = find_head_end(&self.head[from..]).map(|e| from + e) else {
             let headers_so_far = self.head.len() - line_end.map_or(self.head.len(), |i| i + 1);
             if headers_so_far > limits.max_header_size + 2 {
-                return self.reject(state, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header section too large", data.len());
+                return self.reject(
+                    state,
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "header section too large",
+                    data.len(),
+                );
             }
             return data.len();
         };
@@ -273,18 +320,33 @@ impl Framing {
         self.heads += 1;
         let header_bytes = end - line_end.map_or(end, |i| i + 1);
         if header_bytes > limits.max_header_size + 2 {
-            return self.reject(state, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header section too large", used);
+            return self.reject(
+                state,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header section too large",
+                used,
+            );
         }
 
         let mut headers = vec![httparse::EMPTY_HEADER; limits.max_header_count];
         let mut req = httparse::Request::new(&mut headers);
         let (verdict, body) = match req.parse(&self.head) {
             Ok(httparse::Status::Complete(_)) => judge(&req),
-            Ok(httparse::Status::Partial) => (Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"), Body::Stop),
-            Err(httparse::Error::TooManyHeaders) => {
-                (Verdict::Reject(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields"), Body::Stop)
-            }
-            Err(_) => (Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"), Body::Stop),
+            Ok(httparse::Status::Partial) => (
+                Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"),
+                Body::Stop,
+            ),
+            Err(httparse::Error::TooManyHeaders) => (
+                Verdict::Reject(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "too many header fields",
+                ),
+                Body::Stop,
+            ),
+            Err(_) => (
+                Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"),
+                Body::Stop,
+            ),
         };
         state.push(verdict);
         if verdict != Verdict::Ok {
@@ -295,14 +357,23 @@ impl Framing {
             Body::None => Phase::Between,
             Body::Length(0) => Phase::Between,
             Body::Length(n) => Phase::Length(n),
-            Body::Chunked => Phase::Chunked(Chunk::Size { value: 0, digits: 0 }),
+            Body::Chunked => Phase::Chunked(Chunk::Size {
+                value: 0,
+                digits: 0,
+            }),
             Body::Tunnel => Phase::Passthrough,
             Body::Stop => Phase::Stopped,
         };
         used
     }
 
-    fn reject(&mut self, state: &ConnState, status: StatusCode, why: &'static str, used: usize) -> usize {
+    fn reject(
+        &mut self,
+        state: &ConnState,
+        status: StatusCode,
+        why: &'static str,
+        used: usize,
+    ) -> usize {
         state.push(Verdict::Reject(status, why));
         self.phase = Phase::Stopped;
         used
@@ -355,7 +426,10 @@ fn judge(req: &httparse::Request<'_, '_>) -> (Verdict, Body) {
                 if item.is_empty() || !item.iter().all(u8::is_ascii_digit) || item.len() > 19 {
                     return bad("invalid Content-Length");
                 }
-                let n: u64 = std::str::from_utf8(item).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+                let n: u64 = std::str::from_utf8(item)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(u64::MAX);
                 match length {
                     Some(prev) if prev != n => return bad("conflicting Content-Length values"),
                     _ => length = Some(n),
@@ -375,7 +449,11 @@ fn judge(req: &httparse::Request<'_, '_>) -> (Verdict, Body) {
     if http11 && hosts != 1 {
         // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one
         // Host header.
-        return bad(if hosts == 0 { "missing Host header" } else { "more than one Host header" });
+        return bad(if hosts == 0 {
+            "missing Host header"
+        } else {
+            "more than one Host header"
+        });
     }
     if !codings.is_empty() {
         if has_length {
@@ -408,10 +486,16 @@ fn chunk_step(c: &mut Chunk, data: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < data.len() {
         if let Chunk::Data(left) = *c {
-            let take = usize::try_from(left).unwrap_or(usize::MAX).min(data.len() - i);
+            let take = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(data.len() - i);
             i += take;
             let left = left - take as u64;
-            *c = if left == 0 { Chunk::DataCr } else { Chunk::Data(left) };
+            *c = if left == 0 {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left)
+            };
             continue;
         }
         let b = data[i];
@@ -424,7 +508,10 @@ fn chunk_step(c: &mut Chunk, data: &[u8]) -> Option<usize> {
                         return None;
                     }
                     let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
-                    Chunk::Size { value: (value << 4) | d, digits: digits + 1 }
+                    Chunk::Size {
+                        value: (value << 4) | d,
+                        digits: digits + 1,
+                    }
                 }
                 b';' | b' ' | b'\t' if digits > 0 => Chunk::Ext { value },
                 b'\r' if digits > 0 => Chunk::SizeLf { value },
@@ -446,7 +533,10 @@ fn chunk_step(c: &mut Chunk, data: &[u8]) -> Option<usize> {
                 _ => return None,
             },
             Chunk::DataLf => match b {
-                b'\n' => Chunk::Size { value: 0, digits: 0 },
+                b'\n' => Chunk::Size {
+                    value: 0,
+                    digits: 0,
+                },
                 _ => return None,
             },
             Chunk::TrailerStart => match b {
@@ -495,7 +585,12 @@ impl<S> Guarded<S> {
         Guarded {
             io,
             state,
-            framing: Framing { phase: Phase::Between, head: Vec::new(), line_end: None, heads: 0 },
+            framing: Framing {
+                phase: Phase::Between,
+                head: Vec::new(),
+                line_end: None,
+                heads: 0,
+            },
             limits,
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: None,
@@ -508,7 +603,10 @@ impl<S> Guarded<S> {
     fn deadline(&self) -> Option<(Instant, &'static str)> {
         let l = &self.limits;
         match self.framing.phase {
-            Phase::Head(started) => Some((started + l.header_timeout, "request head not received in time")),
+            Phase::Head(started) => Some((
+                started + l.header_timeout,
+                "request head not received in time",
+            )),
             Phase::Between | Phase::Passthrough => {
                 let s = self.state.lock();
                 if s.in_flight > 0 {
@@ -526,7 +624,10 @@ impl<S> Guarded<S> {
                 if l.keepalive_timeout.is_zero() {
                     // hyper closes HTTP/1 connections itself; an idle HTTP/2 connection
                     // gets the header timeout.
-                    return Some((s.idle_since.max(self.last_read) + l.header_timeout, "idle connection closed"));
+                    return Some((
+                        s.idle_since.max(self.last_read) + l.header_timeout,
+                        "idle connection closed",
+                    ));
                 }
                 let since = if matches!(self.framing.phase, Phase::Passthrough) {
                     s.idle_since.max(self.last_read)
@@ -542,7 +643,11 @@ impl<S> Guarded<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
@@ -557,7 +662,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                tracing::debug!("DBG pending: phase={:?} deadline={:?} armed={:?}", this.framing.phase, this.deadline().map(|d| d.0.saturating_duration_since(Instant::now())), this.armed.map(|a| a.saturating_duration_since(Instant::now())));
+                this.state.park(cx.waker());
                 let Some((deadline, why)) = this.deadline() else {
                     this.armed = None;
                     return Poll::Pending;
@@ -577,7 +682,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
@@ -607,7 +716,12 @@ mod tests {
     use super::*;
 
     fn limits() -> ConnLimits {
-        ConnLimits { max_request_line: 100, max_header_size: 200, max_header_count: 5, ..ConnLimits::default() }
+        ConnLimits {
+            max_request_line: 100,
+            max_header_size: 200,
+            max_header_count: 5,
+            ..ConnLimits::default()
+        }
     }
 
     /// Feeds `input` in pieces of `step` bytes; returns the verdicts and the final phase.
@@ -619,9 +733,15 @@ mod tests {
                 in_flight: 0,
                 requests: 0,
                 idle_since: Instant::now(),
+                reader: None,
             }),
         };
-        let mut f = Framing { phase: Phase::Between, head: Vec::new(), line_end: None, heads: 0 };
+        let mut f = Framing {
+            phase: Phase::Between,
+            head: Vec::new(),
+            line_end: None,
+            heads: 0,
+        };
         for piece in input.chunks(step.max(1)) {
             f.feed(piece, Instant::now(), &state, &limits());
         }
@@ -646,9 +766,22 @@ mod tests {
     #[test]
     fn simple_and_pipelined_requests() {
         assert_eq!(verdicts(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), [OK]);
-        assert_eq!(verdicts(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"), [OK, OK]);
-        assert_eq!(verdicts(b"GET / HTTP/1.0\r\n\r\n"), [OK], "HTTP/1.0 needs no Host");
-        assert_eq!(verdicts(b"GET / HTTP/1.1\nHost: x\n\n"), [OK], "bare LF ends head lines");
+        assert_eq!(
+            verdicts(
+                b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+            ),
+            [OK, OK]
+        );
+        assert_eq!(
+            verdicts(b"GET / HTTP/1.0\r\n\r\n"),
+            [OK],
+            "HTTP/1.0 needs no Host"
+        );
+        assert_eq!(
+            verdicts(b"GET / HTTP/1.1\nHost: x\n\n"),
+            [OK],
+            "bare LF ends head lines"
+        );
     }
 
     #[test]
@@ -658,9 +791,11 @@ mod tests {
 GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
         assert_eq!(verdicts(smuggle), [OK, OK]);
         // Other codings may come before chunked (RFC 9112 §6.1); chunked frames the message.
-        let layered = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+        let layered =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
         assert_eq!(verdicts(layered), [OK]);
-        let last_not_chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
+        let last_not_chunked =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
         assert!(bad(400)(&verdicts(last_not_chunked)[0]));
         let chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
 5;ext=1\r\nhello\r\n1a\r\nGET /smuggled HTTP/1.1\r\n\r\n\r\n0\r\nX-Trailer: t\r\n\r\n\
@@ -698,7 +833,10 @@ GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
         // Refused as soon as the line is too long, before the head is complete.
         let (v, _, _) = run(format!("GET /{}", "a".repeat(120)).as_bytes(), 7);
         assert!(bad(414)(&v[0]));
-        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-A: {}\r\n\r\n", "v".repeat(250));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: {}\r\n\r\n",
+            "v".repeat(250)
+        );
         assert!(bad(431)(&verdicts(big.as_bytes())[0]));
         let many: String = (0..6).map(|i| format!("X-{i}: v\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
@@ -707,11 +845,17 @@ GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
 
     #[test]
     fn broken_chunks_stop_the_guard() {
-        let (v, state, f) = run(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", 1000);
+        let (v, state, f) = run(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+            1000,
+        );
         assert_eq!(v, [OK]);
         assert!(matches!(f.phase, Phase::Stopped));
         state.lock().verdicts.clear();
-        assert!(bad(400)(&state.next_verdict()), "a request the guard did not judge is refused");
+        assert!(
+            bad(400)(&state.next_verdict()),
+            "a request the guard did not judge is refused"
+        );
     }
 
     #[test]

@@ -53,7 +53,15 @@ impl TrustedProxies {
     /// Rewrites the request's [`ConnInfo`] and forwarding headers. Returns the resolved
     /// connection info.
     pub(crate) fn resolve(&self, req: &mut Request) -> ConnInfo {
-        let conn = req.extensions().get::<ConnInfo>().copied().unwrap_or(ConnInfo { remote: None, local_port: 0, https: false });
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .copied()
+            .unwrap_or(ConnInfo {
+                remote: None,
+                local_port: 0,
+                https: false,
+            });
         let peer = conn.remote.map(|a| a.ip());
         let trusted = match peer {
             Some(ip) => self.trusts(ip),
@@ -84,7 +92,12 @@ impl TrustedProxies {
         }
         let headers = req.headers_mut();
         if !trusted {
-            for name in [&X_FORWARDED_HOST, &X_FORWARDED_PORT, &X_FORWARDED_PREFIX, &FORWARDED] {
+            for name in [
+                &X_FORWARDED_HOST,
+                &X_FORWARDED_PORT,
+                &X_FORWARDED_PREFIX,
+                &FORWARDED,
+            ] {
                 headers.remove(name);
             }
         }
@@ -136,14 +149,21 @@ struct Forwarded {
 impl Forwarded {
     fn read(headers: &HeaderMap) -> Forwarded {
         let texts = |name: &HeaderName| -> Vec<String> {
-            headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect()
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .collect()
         };
         let forwarded = texts(&FORWARDED);
         if !forwarded.is_empty() {
             let mut out = Forwarded::default();
             for element in forwarded.iter().flat_map(|t| t.split(',')) {
                 for pair in element.split(';') {
-                    let Some((k, v)) = pair.split_once('=') else { continue };
+                    let Some((k, v)) = pair.split_once('=') else {
+                        continue;
+                    };
                     let v = v.trim().trim_matches('"');
                     match k.trim().to_ascii_lowercase().as_str() {
                         "for" => out.chain.push(parse_node(v)),
@@ -167,7 +187,11 @@ impl Forwarded {
                 .map(str::to_owned)
         };
         Forwarded {
-            chain: texts(&X_FORWARDED_FOR).iter().flat_map(|t| t.split(',')).map(|s| parse_node(s.trim())).collect(),
+            chain: texts(&X_FORWARDED_FOR)
+                .iter()
+                .flat_map(|t| t.split(','))
+                .map(|s| parse_node(s.trim()))
+                .collect(),
             proto: last(&X_FORWARDED_PROTO),
             host: last(&X_FORWARDED_HOST),
         }
@@ -199,12 +223,17 @@ fn parse_node(text: &str) -> Option<IpAddr> {
     if let Ok(sa) = text.parse::<SocketAddr>() {
         return Some(sa.ip());
     }
-    text.strip_prefix('[').and_then(|t| t.split_once(']')).and_then(|(ip, _)| ip.parse().ok())
+    text.strip_prefix('[')
+        .and_then(|t| t.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
 }
 
 /// A Host value a proxy may set: host name or address characters and a port, nothing else.
 fn valid_host(h: &str) -> bool {
-    !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
 #[cfg(test)]
@@ -212,12 +241,22 @@ mod tests {
     use super::*;
 
     fn resolve(peer: &str, nets: &[&str], headers: &[(&str, &str)]) -> (ConnInfo, HeaderMap) {
-        let proxies = TrustedProxies::new(nets.iter().map(|n| IpNet::parse(n).expect("net")).collect(), true);
+        let proxies = TrustedProxies::new(
+            nets.iter().map(|n| IpNet::parse(n).expect("net")).collect(),
+            true,
+        );
         let mut req = Request::new(axum::body::Body::empty());
         for (k, v) in headers {
-            req.headers_mut().append(HeaderName::from_bytes(k.as_bytes()).expect("name"), HeaderValue::from_str(v).expect("value"));
+            req.headers_mut().append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
         }
-        req.extensions_mut().insert(ConnInfo { remote: Some(peer.parse().expect("peer")), local_port: 80, https: false });
+        req.extensions_mut().insert(ConnInfo {
+            remote: Some(peer.parse().expect("peer")),
+            local_port: 80,
+            https: false,
+        });
         let info = proxies.resolve(&mut req);
         (info, req.headers().clone())
     }
@@ -227,7 +266,12 @@ mod tests {
         let (info, h) = resolve(
             "203.0.113.5:4000",
             &["10.0.0.0/8"],
-            &[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "evil"), ("x-real-ip", "9.9.9.9")],
+            &[
+                ("x-forwarded-for", "1.1.1.1"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "evil"),
+                ("x-real-ip", "9.9.9.9"),
+            ],
         );
         assert_eq!(info.remote, Some("203.0.113.5:4000".parse().expect("addr")));
         assert!(!info.https);
@@ -242,13 +286,23 @@ mod tests {
         let (info, h) = resolve(
             "10.0.0.2:5000",
             &["10.0.0.0/8"],
-            &[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.9"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "example.com")],
+            &[
+                ("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.9"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "example.com"),
+            ],
         );
-        assert_eq!(info.remote.map(|a| a.ip()), Some("198.51.100.7".parse().expect("ip")));
+        assert_eq!(
+            info.remote.map(|a| a.ip()),
+            Some("198.51.100.7".parse().expect("ip"))
+        );
         assert!(info.https);
         assert_eq!(h["host"], "example.com");
         assert_eq!(h["x-real-ip"], "198.51.100.7");
-        assert_eq!(h["x-forwarded-for"], "6.6.6.6, 198.51.100.7, 10.0.0.9, 10.0.0.2");
+        assert_eq!(
+            h["x-forwarded-for"],
+            "6.6.6.6, 198.51.100.7, 10.0.0.9, 10.0.0.2"
+        );
         assert_eq!(h["x-forwarded-proto"], "https");
     }
 
@@ -257,9 +311,15 @@ mod tests {
         let (info, h) = resolve(
             "127.0.0.1:1",
             &["127.0.0.1"],
-            &[("forwarded", r#"for="[2001:db8::1]:4711";proto=https;host=app.example"#)],
+            &[(
+                "forwarded",
+                r#"for="[2001:db8::1]:4711";proto=https;host=app.example"#,
+            )],
         );
-        assert_eq!(info.remote.map(|a| a.ip()), Some("2001:db8::1".parse().expect("ip")));
+        assert_eq!(
+            info.remote.map(|a| a.ip()),
+            Some("2001:db8::1".parse().expect("ip"))
+        );
         assert!(info.https);
         assert_eq!(h["host"], "app.example");
     }

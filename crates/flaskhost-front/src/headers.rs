@@ -43,7 +43,12 @@ impl Default for ResponseHeaders {
         ResponseHeaders {
             always: SECURITY_HEADERS
                 .iter()
-                .map(|(n, v)| (HeaderName::from_static(lower(n)), HeaderValue::from_static(v)))
+                .map(|(n, v)| {
+                    (
+                        HeaderName::from_static(lower(n)),
+                        HeaderValue::from_static(v),
+                    )
+                })
                 .collect(),
             hsts: Some(HeaderValue::from_static(DEFAULT_HSTS)),
             server: None,
@@ -68,19 +73,33 @@ impl ResponseHeaders {
     ///
     /// A name or value that is not valid in HTTP (the config crate checks them too).
     pub fn from_config(cfg: &HeaderConfig) -> Result<ResponseHeaders, HeaderError> {
-        let mut always = if cfg.security_headers { ResponseHeaders::default().always } else { Vec::new() };
+        let mut always = if cfg.security_headers {
+            ResponseHeaders::default().always
+        } else {
+            Vec::new()
+        };
         for (name, value) in &cfg.set {
-            let bad = |reason| HeaderError { name: name.clone(), reason };
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad("not a valid header name"))?;
+            let bad = |reason| HeaderError {
+                name: name.clone(),
+                reason,
+            };
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad("not a valid header name"))?;
             always.retain(|(n, _)| *n != name);
             if !value.is_empty() {
-                let value = HeaderValue::from_str(value).map_err(|_| bad("not a valid header value"))?;
+                let value =
+                    HeaderValue::from_str(value).map_err(|_| bad("not a valid header value"))?;
                 always.push((name, value));
             }
         }
         let value = |v: &Option<String>, what| -> Result<Option<HeaderValue>, HeaderError> {
             v.as_deref()
-                .map(|v| HeaderValue::from_str(v).map_err(|_| HeaderError { name: what, reason: "not a valid header value" }))
+                .map(|v| {
+                    HeaderValue::from_str(v).map_err(|_| HeaderError {
+                        name: what,
+                        reason: "not a valid header value",
+                    })
+                })
                 .transpose()
         };
         Ok(ResponseHeaders {
@@ -98,10 +117,14 @@ impl ResponseHeaders {
             }
         }
         if https && let Some(hsts) = &self.hsts {
-            headers.entry(http::header::STRICT_TRANSPORT_SECURITY).or_insert_with(|| hsts.clone());
+            headers
+                .entry(http::header::STRICT_TRANSPORT_SECURITY)
+                .or_insert_with(|| hsts.clone());
         }
         if let Some(server) = &self.server {
-            headers.entry(http::header::SERVER).or_insert_with(|| server.clone());
+            headers
+                .entry(http::header::SERVER)
+                .or_insert_with(|| server.clone());
         }
     }
 }
@@ -113,7 +136,10 @@ mod tests {
     fn cfg(set: &[(&str, &str)], security: bool) -> HeaderConfig {
         HeaderConfig {
             security_headers: security,
-            set: set.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect(),
+            set: set
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
             hsts: Some("max-age=10".into()),
             server: None,
         }
@@ -121,10 +147,20 @@ mod tests {
 
     #[test]
     fn app_headers_win_and_entries_replace_or_remove() {
-        let h = ResponseHeaders::from_config(&cfg(&[("x-frame-options", "DENY"), ("Referrer-Policy", ""), ("X-Extra", "1")], true))
-            .expect("valid");
+        let h = ResponseHeaders::from_config(&cfg(
+            &[
+                ("x-frame-options", "DENY"),
+                ("Referrer-Policy", ""),
+                ("X-Extra", "1"),
+            ],
+            true,
+        ))
+        .expect("valid");
         let mut resp = HeaderMap::new();
-        resp.insert("x-content-type-options", HeaderValue::from_static("app-value"));
+        resp.insert(
+            "x-content-type-options",
+            HeaderValue::from_static("app-value"),
+        );
         h.apply(&mut resp, false);
         assert_eq!(resp["x-frame-options"], "DENY");
         assert_eq!(resp.get_all("x-content-type-options").iter().count(), 1);

@@ -25,6 +25,8 @@ pub use conn::{ConnLimits, Verdict};
 pub use forwarded::TrustedProxies;
 pub use headers::{HeaderError, ResponseHeaders, SECURITY_HEADERS};
 pub use listen::{Listener, bind};
-pub use server::{Edge, EdgeError, FrontOptions, edge_router, redirect_router, router, serve, serve_edge};
+pub use server::{
+    Edge, EdgeError, FrontOptions, edge_router, redirect_router, router, serve, serve_edge,
+};
 pub use static_files::{StaticError, StaticFiles};
 pub use tls::{CertStore, Tls, TlsError};

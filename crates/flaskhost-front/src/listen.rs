@@ -44,13 +44,20 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
         return Ok(());
     }
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, "another process is listening on it")),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on it",
+        )),
         Err(_) => std::fs::remove_file(path),
     }
 }
 
 /// Binds every address. Must run inside the tokio runtime.
-pub fn bind(binds: &[Bind], socket_mode: Option<u32>, backlog: u32) -> Result<Vec<Listener>, BindError> {
+pub fn bind(
+    binds: &[Bind],
+    socket_mode: Option<u32>,
+    backlog: u32,
+) -> Result<Vec<Listener>, BindError> {
     let mut out = Vec::with_capacity(binds.len());
     for b in binds {
         let err = |source: io::Error| BindError {
@@ -79,7 +86,10 @@ pub fn bind(binds: &[Bind], socket_mode: Option<u32>, backlog: u32) -> Result<Ve
                     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                         .map_err(err)?;
                 }
-                out.push(Listener::Unix { listener, path: path.clone() });
+                out.push(Listener::Unix {
+                    listener,
+                    path: path.clone(),
+                });
             }
         }
     }

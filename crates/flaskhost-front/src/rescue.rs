@@ -57,9 +57,15 @@ pub fn rescue(e: &DispatchError, method: &str, path: &str) -> Response {
     let mut resp = Response::new(Body::from(format!("{} {reason}\n", status.as_u16())));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
     }
     if status.is_client_error() {
         // The rest of a refused body is not read; the connection cannot be reused.

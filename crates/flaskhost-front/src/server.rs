@@ -103,15 +103,27 @@ impl Edge {
         let statics = if cfg.static_mounts.is_empty() {
             None
         } else {
-            Some(Arc::new(StaticFiles::open(&cfg.static_mounts, cfg.static_cache_size, cfg.static_cache_max_file)?))
+            Some(Arc::new(StaticFiles::open(
+                &cfg.static_mounts,
+                cfg.static_cache_size,
+                cfg.static_cache_max_file,
+            )?))
         };
-        let access_log = cfg.access_log.as_ref().map(AccessLog::open).transpose().map_err(EdgeError::AccessLog)?;
+        let access_log = cfg
+            .access_log
+            .as_ref()
+            .map(AccessLog::open)
+            .transpose()
+            .map_err(EdgeError::AccessLog)?;
         let l = &cfg.limits;
         Ok(Edge {
             tls,
             statics,
             headers: Arc::new(ResponseHeaders::from_config(&cfg.headers)?),
-            proxies: Arc::new(TrustedProxies::new(cfg.forwarded_allow_ips.clone(), cfg.proxy_headers)),
+            proxies: Arc::new(TrustedProxies::new(
+                cfg.forwarded_allow_ips.clone(),
+                cfg.proxy_headers,
+            )),
             access_log: access_log.map(Arc::new),
             compression: cfg.compression.clone(),
             limits: ConnLimits {
@@ -131,7 +143,9 @@ impl Edge {
         if let Some(tls) = &self.tls {
             match tls.store.reload() {
                 Ok(n) => tracing::info!("TLS: {n} certificate(s) loaded"),
-                Err(e) => tracing::error!("TLS: reload failed, keeping the current certificates: {e}"),
+                Err(e) => {
+                    tracing::error!("TLS: reload failed, keeping the current certificates: {e}")
+                }
             }
         }
         if let Some(log) = &self.access_log {
@@ -167,26 +181,37 @@ pub fn router(upstream: Arc<dyn Upstream>, opts: &FrontOptions) -> Router {
 /// The whole request stack. `Router::layer` wraps what is already there, so the layers are
 /// listed innermost first; a request meets them bottom to top.
 pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge) -> Router {
-    let state = Arc::new(AppState { upstream, script_name: opts.script_name.clone() });
+    let state = Arc::new(AppState {
+        upstream,
+        script_name: opts.script_name.clone(),
+    });
     let mut app = Router::new()
         // The app: the pool, timed for the access log.
         .fallback(timed_app)
         .with_state(state)
         // A declared Content-Length over the limit is refused with 413 before the app runs;
         // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
-        .layer(RequestBodyLimitLayer::new(usize::try_from(opts.max_body_size).unwrap_or(usize::MAX)));
+        .layer(RequestBodyLimitLayer::new(
+            usize::try_from(opts.max_body_size).unwrap_or(usize::MAX),
+        ));
     if let Some(c) = &edge.compression {
         // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
         // is not); inside the headers so added headers are not counted as the app's.
         app = app.layer(crate::compression::layer(c));
     }
-    let routes = Arc::new(Routes { statics: edge.statics.clone(), app });
+    let routes = Arc::new(Routes {
+        statics: edge.statics.clone(),
+        app,
+    });
     with_edge_layers(Router::new().fallback(route).with_state(routes), edge)
 }
 
 /// The plain-HTTP listeners' stack (`redirect-http`): every request is sent to https.
 pub fn redirect_router(edge: &Edge, https_port: u16) -> Router {
-    with_edge_layers(Router::new().fallback(redirect).with_state(https_port), edge)
+    with_edge_layers(
+        Router::new().fallback(redirect).with_state(https_port),
+        edge,
+    )
 }
 
 /// The layers every response passes, innermost first.
@@ -196,7 +221,10 @@ fn with_edge_layers(inner: Router, edge: &Edge) -> Router {
         // answered here, before static files or the app can see it.
         .layer(middleware::from_fn(check_framing))
         // Security headers on everything, errors included (nginx `always`).
-        .layer(middleware::from_fn_with_state(edge.headers.clone(), add_headers));
+        .layer(middleware::from_fn_with_state(
+            edge.headers.clone(),
+            add_headers,
+        ));
     if let Some(log) = &edge.access_log {
         // Sees the final status and every body byte, so it sits outside the layers that
         // change responses.
@@ -204,7 +232,10 @@ fn with_edge_layers(inner: Router, edge: &Edge) -> Router {
     }
     // Outermost: who the client is and which scheme it used, which the log, the headers and
     // the app all need.
-    r.layer(middleware::from_fn_with_state(edge.proxies.clone(), resolve_client))
+    r.layer(middleware::from_fn_with_state(
+        edge.proxies.clone(),
+        resolve_client,
+    ))
 }
 
 struct Routes {
@@ -231,7 +262,11 @@ async fn timed_app(state: State<Arc<AppState>>, req: Request) -> Response {
     resp
 }
 
-async fn resolve_client(State(proxies): State<Arc<TrustedProxies>>, mut req: Request, next: Next) -> Response {
+async fn resolve_client(
+    State(proxies): State<Arc<TrustedProxies>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     proxies.resolve(&mut req);
     next.run(req).await
 }
@@ -243,7 +278,11 @@ async fn log_request(State(log): State<Arc<AccessLog>>, req: Request, next: Next
     log.track(entry, resp)
 }
 
-async fn add_headers(State(headers): State<Arc<ResponseHeaders>>, req: Request, next: Next) -> Response {
+async fn add_headers(
+    State(headers): State<Arc<ResponseHeaders>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let https = conn_info(&req).https;
     let mut resp = next.run(req).await;
     headers.apply(resp.headers_mut(), https);
@@ -256,7 +295,8 @@ async fn check_framing(req: Request, next: Next) -> Response {
             tracing::info!(method = %req.method(), path = %req.uri().path(), status = status.as_u16(), "request refused: {why}");
             let mut resp = plain_error(*status, Some(why));
             // The bytes after this head cannot be trusted to be a next request.
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp
         }
         _ => next.run(req).await,
@@ -271,11 +311,22 @@ async fn redirect(State(https_port): State<u16>, req: Request) -> Response {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .map(strip_port)
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b)));
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b))
+        });
     let Some(host) = host else {
-        return plain_error(StatusCode::BAD_REQUEST, Some("no valid Host to redirect to"));
+        return plain_error(
+            StatusCode::BAD_REQUEST,
+            Some("no valid Host to redirect to"),
+        );
     };
-    let port = if https_port == 443 { String::new() } else { format!(":{https_port}") };
+    let port = if https_port == 443 {
+        String::new()
+    } else {
+        format!(":{https_port}")
+    };
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let location = format!("https://{host}{port}{target}");
     let mut resp = plain_error(StatusCode::MOVED_PERMANENTLY, None);
@@ -284,7 +335,10 @@ async fn redirect(State(https_port): State<u16>, req: Request) -> Response {
             resp.headers_mut().insert(header::LOCATION, v);
             resp
         }
-        Err(_) => plain_error(StatusCode::BAD_REQUEST, Some("the URL cannot be redirected")),
+        Err(_) => plain_error(
+            StatusCode::BAD_REQUEST,
+            Some("the URL cannot be redirected"),
+        ),
     }
 }
 
@@ -297,7 +351,14 @@ fn strip_port(host: &str) -> &str {
 }
 
 fn conn_info(req: &Request) -> ConnInfo {
-    req.extensions().get::<ConnInfo>().copied().unwrap_or(ConnInfo { remote: None, local_port: 0, https: false })
+    req.extensions()
+        .get::<ConnInfo>()
+        .copied()
+        .unwrap_or(ConnInfo {
+            remote: None,
+            local_port: 0,
+            https: false,
+        })
 }
 
 /// A short text response: `400 Bad Request: why`.
@@ -309,7 +370,10 @@ pub(crate) fn plain_error(status: StatusCode, why: Option<&str>) -> Response {
     };
     let mut resp = Response::new(Body::from(text));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -341,7 +405,9 @@ pub async fn serve_edge(
     // Shared with the accept loops, which hand each connection its own watcher; they are
     // finished before the shutdown, so the Arc is unique again by then.
     let graceful = Arc::new(GracefulShutdown::new());
-    let slots = Arc::new(Semaphore::new(edge.max_connections.min(Semaphore::MAX_PERMITS)));
+    let slots = Arc::new(Semaphore::new(
+        edge.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     // The https port the redirect points to: the first TLS listener's (port 0 in tests).
@@ -359,9 +425,17 @@ pub async fn serve_edge(
     let roles = listeners
         .into_iter()
         .map(|l| (l, router.clone(), edge.tls.clone()))
-        .chain(redirect.into_iter().map(|l| (l, redirect_router.clone(), None)));
+        .chain(
+            redirect
+                .into_iter()
+                .map(|l| (l, redirect_router.clone(), None)),
+        );
     for (l, router, tls) in roles {
-        let ctx = ConnCtx { builder: builder.clone(), limits: limits.clone(), router };
+        let ctx = ConnCtx {
+            builder: builder.clone(),
+            limits: limits.clone(),
+            router,
+        };
         let (slots, mut stop, graceful) = (slots.clone(), stop_rx.clone(), graceful.clone());
         match l {
             Listener::Tcp(tcp) => {
@@ -376,11 +450,18 @@ pub async fn serve_edge(
                             _ = stop.changed() => break,
                         };
                         let _ = stream.set_nodelay(true);
-                        let info = ConnInfo { remote: Some(peer), local_port: port, https: tls.is_some() };
+                        let info = ConnInfo {
+                            remote: Some(peer),
+                            local_port: port,
+                            https: tls.is_some(),
+                        };
                         let (ctx, watcher, tls) = (ctx.clone(), graceful.watcher(), tls.clone());
                         tokio::spawn(async move {
                             match tls {
-                                Some(tls) => ctx.serve_tls(stream, peer, tls, info, watcher, permit).await,
+                                Some(tls) => {
+                                    ctx.serve_tls(stream, peer, tls, info, watcher, permit)
+                                        .await
+                                }
                                 None => ctx.serve_conn(stream, info, watcher, permit).await,
                             }
                         });
@@ -398,9 +479,15 @@ pub async fn serve_edge(
                             },
                             _ = stop.changed() => break,
                         };
-                        let info = ConnInfo { remote: None, local_port: 0, https: false };
+                        let info = ConnInfo {
+                            remote: None,
+                            local_port: 0,
+                            https: false,
+                        };
                         let (ctx, watcher) = (ctx.clone(), graceful.watcher());
-                        tokio::spawn(async move { ctx.serve_conn(stream, info, watcher, permit).await });
+                        tokio::spawn(
+                            async move { ctx.serve_conn(stream, info, watcher, permit).await },
+                        );
                     }
                 }));
             }
@@ -415,7 +502,9 @@ pub async fn serve_edge(
         let _ = std::fs::remove_file(p);
     }
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    tokio::time::timeout(grace, graceful.shutdown()).await.is_ok()
+    tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok()
 }
 
 /// hyper's settings. The head limits here are only a backstop: the guard refuses a head
@@ -423,7 +512,9 @@ pub async fn serve_edge(
 fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     /// hyper's default read buffer: 8 KiB plus 100 × 4 KiB.
     const HYPER_DEFAULT_BUF: usize = 8192 + 4096 * 100;
-    let head = limits.max_request_line.saturating_add(limits.max_header_size);
+    let head = limits
+        .max_request_line
+        .saturating_add(limits.max_header_size);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -446,7 +537,10 @@ fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
 
 /// Waits for a free connection slot (`max-connections`); while none is free, new
 /// connections wait in the listen backlog, as in nginx. `None` when stopping.
-async fn acquire(slots: &Arc<Semaphore>, stop: &mut tokio::sync::watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+async fn acquire(
+    slots: &Arc<Semaphore>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
     if *stop.borrow() {
         return None;
     }
@@ -490,8 +584,13 @@ impl ConnCtx {
         }
     }
 
-    async fn serve_conn<S>(&self, stream: S, info: ConnInfo, watcher: Watcher, permit: OwnedSemaphorePermit)
-    where
+    async fn serve_conn<S>(
+        &self,
+        stream: S,
+        info: ConnInfo,
+        watcher: Watcher,
+        permit: OwnedSemaphorePermit,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // Held until the connection ends: it is one of `max-connections`.
@@ -499,18 +598,23 @@ impl ConnCtx {
         let state = ConnState::new();
         let io = TokioIo::new(Guarded::new(stream, state.clone(), self.limits.clone()));
         let router = self.router.clone();
-        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
-            let verdict = if req.version() == http::Version::HTTP_2 { Verdict::Ok } else { state.next_verdict() };
-            req.extensions_mut().insert(info);
-            req.extensions_mut().insert(verdict);
-            let in_flight = InFlight::start(state.clone());
-            let mut router = router.clone();
-            async move {
-                let resp = router.call(req.map(Body::new)).await?;
-                Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight)))
-            }
-        });
+        let svc =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
+                let verdict = if req.version() == http::Version::HTTP_2 {
+                    Verdict::Ok
+                } else {
+                    state.next_verdict()
+                };
+                req.extensions_mut().insert(info);
+                req.extensions_mut().insert(verdict);
+                let in_flight = InFlight::start(state.clone());
+                let mut router = router.clone();
+                async move {
+                    let resp = router.call(req.map(Body::new)).await?;
+                    Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight)))
+                }
+            });
         let conn = self.builder.serve_connection(io, svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {
             tracing::debug!("connection ended with an error: {e}");
@@ -550,7 +654,12 @@ struct TrackedBody {
 
 impl TrackedBody {
     fn new(inner: Body, in_flight: InFlight) -> TrackedBody {
-        TrackedBody { inner, _in_flight: in_flight, held: None, sent_data: false }
+        TrackedBody {
+            inner,
+            _in_flight: in_flight,
+            held: None,
+            sent_data: false,
+        }
     }
 }
 
@@ -558,7 +667,10 @@ impl http_body::Body for TrackedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         if let Some(e) = this.held.take() {
             return Poll::Ready(Some(Err(e)));

@@ -92,17 +92,28 @@ impl StaticFiles {
     /// # Errors
     ///
     /// A mount whose path does not exist, or is neither a file nor a directory.
-    pub fn open(mounts: &[StaticMount], cache_size: u64, max_cached_file: u64) -> Result<StaticFiles, StaticError> {
+    pub fn open(
+        mounts: &[StaticMount],
+        cache_size: u64,
+        max_cached_file: u64,
+    ) -> Result<StaticFiles, StaticError> {
         let mut out = Vec::with_capacity(mounts.len());
         for m in mounts {
-            let err = |source| StaticError { url: m.url.clone(), path: m.path.display().to_string(), source };
+            let err = |source| StaticError {
+                url: m.url.clone(),
+                path: m.path.display().to_string(),
+                source,
+            };
             let meta = std::fs::metadata(&m.path).map_err(err)?;
             let target = if meta.is_dir() {
                 Target::Dir(std::fs::canonicalize(&m.path).map_err(err)?)
             } else if meta.is_file() {
                 Target::File(m.path.clone())
             } else {
-                return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "not a file or a directory")));
+                return Err(err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "not a file or a directory",
+                )));
             };
             let mut parts = Vec::new();
             if let Some(e) = m.expires {
@@ -117,13 +128,25 @@ impl StaticFiles {
                 // Validated by the config crate (printable ASCII).
                 HeaderValue::from_str(&parts.join(", ")).ok()
             };
-            out.push(Mount { target, cfg: m.clone(), cache_control });
+            out.push(Mount {
+                target,
+                cfg: m.clone(),
+                cache_control,
+            });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.cfg.url.len()));
         Ok(StaticFiles {
             mounts: out,
-            cache: Mutex::new(Cache { entries: HashMap::new(), total: 0, capacity: cache_size }),
-            max_cached_file: if cache_size == 0 { 0 } else { max_cached_file.min(cache_size) },
+            cache: Mutex::new(Cache {
+                entries: HashMap::new(),
+                total: 0,
+                capacity: cache_size,
+            }),
+            max_cached_file: if cache_size == 0 {
+                0
+            } else {
+                max_cached_file.min(cache_size)
+            },
         })
     }
 
@@ -134,14 +157,21 @@ impl StaticFiles {
             let rest = path.strip_prefix(url)?;
             match mount.target {
                 Target::File(_) if rest.is_empty() => Some(Hit { mount, rest }),
-                Target::Dir(_) if rest.is_empty() || rest.starts_with('/') => Some(Hit { mount, rest }),
+                Target::Dir(_) if rest.is_empty() || rest.starts_with('/') => {
+                    Some(Hit { mount, rest })
+                }
                 _ => None,
             }
         })
     }
 
     /// Answers a request for a static file.
-    pub(crate) async fn serve(self: &Arc<Self>, hit: Hit<'_>, method: &Method, headers: &HeaderMap) -> Response {
+    pub(crate) async fn serve(
+        self: &Arc<Self>,
+        hit: Hit<'_>,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Response {
         let mut resp = self.respond(&hit, method, headers).await;
         if !hit.mount.cfg.access_log {
             resp.extensions_mut().insert(SkipAccessLog);
@@ -149,11 +179,17 @@ impl StaticFiles {
         resp
     }
 
-    async fn respond(self: &Arc<Self>, hit: &Hit<'_>, method: &Method, headers: &HeaderMap) -> Response {
+    async fn respond(
+        self: &Arc<Self>,
+        hit: &Hit<'_>,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Response {
         let mount = hit.mount;
         if method != Method::GET && method != Method::HEAD {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED);
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
         let (file, root) = match &mount.target {
@@ -171,7 +207,10 @@ impl StaticFiles {
         };
         let policy = mount.cfg.symlinks;
         let this = self.clone();
-        let opened = tokio::task::spawn_blocking(move || this.open_file(&file, root.as_deref(), policy, &encodings)).await;
+        let opened = tokio::task::spawn_blocking(move || {
+            this.open_file(&file, root.as_deref(), policy, &encodings)
+        })
+        .await;
         let opened = match opened {
             Ok(Ok(o)) => o,
             Ok(Err(status)) => return plain(status),
@@ -215,10 +254,20 @@ impl StaticFiles {
         } else {
             Content::File(f)
         };
-        Ok(Opened { mime_path: real, encoding, stamp, content })
+        Ok(Opened {
+            mime_path: real,
+            encoding,
+            stamp,
+            content,
+        })
     }
 
-    fn read_cached(&self, path: &Path, mut f: std::fs::File, stamp: Stamp) -> Result<Bytes, StatusCode> {
+    fn read_cached(
+        &self,
+        path: &Path,
+        mut f: std::fs::File,
+        stamp: Stamp,
+    ) -> Result<Bytes, StatusCode> {
         if let Some(bytes) = self.cache_lock().get(path, stamp) {
             return Ok(bytes);
         }
@@ -227,17 +276,25 @@ impl StaticFiles {
         let bytes = Bytes::from(buf);
         // A file that changed while it was read is served as read but not cached.
         if bytes.len() as u64 == stamp.len {
-            self.cache_lock().insert(path.to_owned(), bytes.clone(), stamp);
+            self.cache_lock()
+                .insert(path.to_owned(), bytes.clone(), stamp);
         }
         Ok(bytes)
     }
 
     fn cache_lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn build(&self, mount: &Mount, opened: Opened, method: &Method, req: &HeaderMap) -> Response {
-        let Opened { mime_path, encoding, stamp, content } = opened;
+        let Opened {
+            mime_path,
+            encoding,
+            stamp,
+            content,
+        } = opened;
         let len = match &content {
             Content::Memory(b) => b.len() as u64,
             Content::File(_) => stamp.len,
@@ -246,7 +303,9 @@ impl StaticFiles {
         let last_modified = httpdate::fmt_http_date(stamp.mtime);
 
         let mut h = HeaderMap::new();
-        let mime = mime_guess::from_path(&mime_path).first_raw().unwrap_or("application/octet-stream");
+        let mime = mime_guess::from_path(&mime_path)
+            .first_raw()
+            .unwrap_or("application/octet-stream");
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
         if let Ok(v) = HeaderValue::from_str(&etag) {
             h.insert(header::ETAG, v);
@@ -267,7 +326,10 @@ impl StaticFiles {
             h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         if let Some(enc) = encoding {
-            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc.name()));
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(enc.name()),
+            );
         }
 
         if not_modified(req, &etag, stamp.mtime) {
@@ -278,7 +340,10 @@ impl StaticFiles {
         let mut status = StatusCode::OK;
         let (mut start, mut end) = (0, len);
         if method == Method::GET && if_range_holds(req, &etag, stamp.mtime) {
-            match req.get(header::RANGE).map(|r| parse_range(r.as_bytes(), len)) {
+            match req
+                .get(header::RANGE)
+                .map(|r| parse_range(r.as_bytes(), len))
+            {
                 Some(RangeAsk::One(a, b)) => {
                     status = StatusCode::PARTIAL_CONTENT;
                     (start, end) = (a, b + 1);
@@ -302,10 +367,17 @@ impl StaticFiles {
         }
         let body = match content {
             Content::Memory(bytes) => {
-                let (s, e) = (usize::try_from(start).unwrap_or(0), usize::try_from(end).unwrap_or(0));
+                let (s, e) = (
+                    usize::try_from(start).unwrap_or(0),
+                    usize::try_from(end).unwrap_or(0),
+                );
                 Body::from(bytes.slice(s..e))
             }
-            Content::File(f) => Body::new(FileBody::new(tokio::fs::File::from_std(f), start, end - start)),
+            Content::File(f) => Body::new(FileBody::new(
+                tokio::fs::File::from_std(f),
+                start,
+                end - start,
+            )),
         };
         with_headers(status, h, body)
     }
@@ -333,9 +405,17 @@ impl Stamp {
     /// A strong ETag from the mtime (to the nanosecond) and the size, as nginx builds it,
     /// marked with the content coding for a precompressed sibling.
     fn etag(&self, encoding: Option<Encoding>) -> String {
-        let since = self.mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let since = self
+            .mtime
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
         let suffix = encoding.map_or("", Encoding::etag_suffix);
-        format!("\"{:x}.{:x}-{:x}{suffix}\"", since.as_secs(), since.subsec_nanos(), self.len)
+        format!(
+            "\"{:x}.{:x}-{:x}{suffix}\"",
+            since.as_secs(),
+            since.subsec_nanos(),
+            self.len
+        )
     }
 }
 
@@ -361,7 +441,10 @@ struct Cache {
 
 impl Cache {
     fn get(&self, path: &Path, stamp: Stamp) -> Option<Bytes> {
-        self.entries.get(path).filter(|(_, s)| *s == stamp).map(|(b, _)| b.clone())
+        self.entries
+            .get(path)
+            .filter(|(_, s)| *s == stamp)
+            .map(|(b, _)| b.clone())
     }
 
     fn insert(&mut self, path: PathBuf, bytes: Bytes, stamp: Stamp) {
@@ -372,7 +455,9 @@ impl Cache {
         // Evicts arbitrary entries until the new one fits: simple, and a hot file evicted
         // by chance is back on its next request.
         while self.total + len > self.capacity {
-            let Some(victim) = self.entries.keys().next().cloned() else { break };
+            let Some(victim) = self.entries.keys().next().cloned() else {
+                break;
+            };
             if let Some((b, _)) = self.entries.remove(&victim) {
                 self.total -= b.len() as u64;
             }
@@ -405,7 +490,9 @@ fn resolve(file: &Path, root: Option<&Path>, policy: SymlinkPolicy) -> Result<Pa
 
 fn io_status(e: &io::Error, path: &Path) -> StatusCode {
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => StatusCode::NOT_FOUND,
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+            StatusCode::NOT_FOUND
+        }
         io::ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
         _ => {
             tracing::warn!(path = %path.display(), "static file: {e}");
@@ -427,7 +514,11 @@ fn relative_path(rest: &str, dotfiles: bool) -> Result<PathBuf, StatusCode> {
             continue;
         }
         let seg = percent_decode(raw).ok_or(StatusCode::BAD_REQUEST)?;
-        if seg.is_empty() || seg == b"." || seg == b".." || seg.iter().any(|b| matches!(b, b'/' | b'\\' | 0)) {
+        if seg.is_empty()
+            || seg == b"."
+            || seg == b".."
+            || seg.iter().any(|b| matches!(b, b'/' | b'\\' | 0))
+        {
             return Err(StatusCode::BAD_REQUEST);
         }
         if seg[0] == b'.' && !dotfiles {
@@ -509,10 +600,16 @@ fn accepted_encodings(headers: &HeaderMap) -> Vec<Encoding> {
                 let mut parts = item.split(';');
                 let coding = parts.next().unwrap_or("").trim();
                 let q = parts
-                    .find_map(|p| p.trim().strip_prefix("q=").or_else(|| p.trim().strip_prefix("Q=")))
+                    .find_map(|p| {
+                        p.trim()
+                            .strip_prefix("q=")
+                            .or_else(|| p.trim().strip_prefix("Q="))
+                    })
                     .map_or(Some(1000), parse_q);
                 let Some(q) = q else { continue };
-                if coding.eq_ignore_ascii_case(name) || (name == "gzip" && coding.eq_ignore_ascii_case("x-gzip")) {
+                if coding.eq_ignore_ascii_case(name)
+                    || (name == "gzip" && coding.eq_ignore_ascii_case("x-gzip"))
+                {
                     found = Some(q);
                 } else if coding == "*" {
                     star = Some(q);
@@ -556,10 +653,15 @@ fn not_modified(req: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
         let Ok(text) = inm.to_str() else { return false };
         return text.trim() == "*" || text.split(',').any(|t| weak_eq(t.trim(), etag));
     }
-    let Some(ims) = req.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) else {
+    let Some(ims) = req
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let Ok(since) = httpdate::parse_http_date(ims) else { return false };
+    let Ok(since) = httpdate::parse_http_date(ims) else {
+        return false;
+    };
     secs(mtime) <= secs(since)
 }
 
@@ -581,7 +683,8 @@ fn weak_eq(a: &str, b: &str) -> bool {
 }
 
 fn secs(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -595,25 +698,37 @@ enum RangeAsk {
 
 /// Parses a Range header against a representation of `len` bytes (RFC 9110 §14.1.2).
 fn parse_range(value: &[u8], len: u64) -> RangeAsk {
-    let Ok(text) = std::str::from_utf8(value) else { return RangeAsk::Ignore };
-    let Some(spec) = text.trim().strip_prefix("bytes=") else { return RangeAsk::Ignore };
+    let Ok(text) = std::str::from_utf8(value) else {
+        return RangeAsk::Ignore;
+    };
+    let Some(spec) = text.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Ignore;
+    };
     if spec.contains(',') {
         return RangeAsk::Ignore;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsk::Ignore };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Ignore;
+    };
     let num = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
         // The last `n` bytes.
-        let Some(n) = num(b) else { return RangeAsk::Ignore };
+        let Some(n) = num(b) else {
+            return RangeAsk::Ignore;
+        };
         if n == 0 || len == 0 {
             return RangeAsk::Unsatisfiable;
         }
         return RangeAsk::One(len.saturating_sub(n), len - 1);
     }
-    let Some(first) = num(a) else { return RangeAsk::Ignore };
+    let Some(first) = num(a) else {
+        return RangeAsk::Ignore;
+    };
     let last = if b.is_empty() {
         None
     } else {
@@ -640,7 +755,10 @@ fn plain(status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     let mut r = Response::new(Body::from(format!("{} {reason}\n", status.as_u16())));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -655,7 +773,12 @@ struct FileBody {
 
 impl FileBody {
     fn new(file: tokio::fs::File, start: u64, len: u64) -> FileBody {
-        FileBody { file, seek_to: (start > 0).then_some(start), seeking: false, left: len }
+        FileBody {
+            file,
+            seek_to: (start > 0).then_some(start),
+            seeking: false,
+            left: len,
+        }
     }
 }
 
@@ -663,7 +786,10 @@ impl http_body::Body for FileBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
         if let Some(pos) = this.seek_to {
             if !this.seeking {
@@ -683,7 +809,10 @@ impl http_body::Body for FileBody {
         let n = rb.filled().len();
         if n == 0 {
             // The file shrank after its size was sent; the response cannot be completed.
-            return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while it was sent"))));
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while it was sent",
+            ))));
         }
         buf.truncate(n);
         this.left -= n as u64;
@@ -705,17 +834,47 @@ mod tests {
 
     #[test]
     fn paths_under_a_mount() {
-        assert_eq!(relative_path("/css/site.css", false), Ok(PathBuf::from("css/site.css")));
-        assert_eq!(relative_path("//css///a%20b.css", false), Ok(PathBuf::from("css/a b.css")));
-        for bad in ["/../etc/passwd", "/%2e%2e/x", "/a/%2E%2E/b", "/a%2fb", "/a%5cb", "/a\\b", "/a%00b", "/a%zz", "/a%2", "/./a"] {
-            assert_eq!(relative_path(bad, false), Err(StatusCode::BAD_REQUEST), "{bad}");
+        assert_eq!(
+            relative_path("/css/site.css", false),
+            Ok(PathBuf::from("css/site.css"))
+        );
+        assert_eq!(
+            relative_path("//css///a%20b.css", false),
+            Ok(PathBuf::from("css/a b.css"))
+        );
+        for bad in [
+            "/../etc/passwd",
+            "/%2e%2e/x",
+            "/a/%2E%2E/b",
+            "/a%2fb",
+            "/a%5cb",
+            "/a\\b",
+            "/a%00b",
+            "/a%zz",
+            "/a%2",
+            "/./a",
+        ] {
+            assert_eq!(
+                relative_path(bad, false),
+                Err(StatusCode::BAD_REQUEST),
+                "{bad}"
+            );
         }
         assert_eq!(relative_path("/.env", false), Err(StatusCode::NOT_FOUND));
-        assert_eq!(relative_path("/a/.git/config", false), Err(StatusCode::NOT_FOUND));
-        assert_eq!(relative_path("/.well-known/x", true), Ok(PathBuf::from(".well-known/x")));
+        assert_eq!(
+            relative_path("/a/.git/config", false),
+            Err(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            relative_path("/.well-known/x", true),
+            Ok(PathBuf::from(".well-known/x"))
+        );
         assert_eq!(relative_path("", false), Err(StatusCode::NOT_FOUND));
         assert_eq!(relative_path("/", false), Err(StatusCode::NOT_FOUND));
-        assert_eq!(relative_path("/css/site.css/", false), Err(StatusCode::NOT_FOUND));
+        assert_eq!(
+            relative_path("/css/site.css/", false),
+            Err(StatusCode::NOT_FOUND)
+        );
     }
 
     #[test]
@@ -735,15 +894,65 @@ mod tests {
     }
 
     #[test]
+    fn cache_checks_the_stamp_and_stays_within_capacity() {
+        let stamp = |len, secs| Stamp {
+            len,
+            mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+            ino: 1,
+            dev: 1,
+        };
+        let mut c = Cache {
+            entries: HashMap::new(),
+            total: 0,
+            capacity: 10,
+        };
+        c.insert("a".into(), Bytes::from_static(b"aaaa"), stamp(4, 1));
+        assert_eq!(
+            c.get(Path::new("a"), stamp(4, 1)).as_deref(),
+            Some(&b"aaaa"[..])
+        );
+        // A changed file (another mtime) is a miss, not stale bytes.
+        assert!(c.get(Path::new("a"), stamp(4, 2)).is_none());
+        c.insert("b".into(), Bytes::from_static(b"bbbbbb"), stamp(6, 1));
+        assert_eq!(c.total, 10);
+        c.insert("c".into(), Bytes::from_static(b"ccc"), stamp(3, 1));
+        assert!(c.total <= 10 && c.get(Path::new("c"), stamp(3, 1)).is_some());
+        // Replacing an entry frees its old bytes first.
+        c.insert("c".into(), Bytes::from_static(b"cc"), stamp(2, 2));
+        assert_eq!(
+            c.entries.values().map(|(b, _)| b.len() as u64).sum::<u64>(),
+            c.total
+        );
+        // Larger than the whole cache: not kept.
+        c.insert("d".into(), Bytes::from(vec![0; 11]), stamp(11, 1));
+        assert!(c.get(Path::new("d"), stamp(11, 1)).is_none());
+    }
+
+    #[test]
     fn accept_encoding_order() {
         let mut h = HeaderMap::new();
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, br;q=0.5, zstd;q=0"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, br;q=0.5, zstd;q=0"),
+        );
         assert_eq!(accepted_encodings(&h), [Encoding::Gzip, Encoding::Br]);
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br, zstd"));
-        assert_eq!(accepted_encodings(&h), [Encoding::Br, Encoding::Zstd, Encoding::Gzip]);
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("*;q=0.1, gzip;q=0"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip, deflate, br, zstd"),
+        );
+        assert_eq!(
+            accepted_encodings(&h),
+            [Encoding::Br, Encoding::Zstd, Encoding::Gzip]
+        );
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("*;q=0.1, gzip;q=0"),
+        );
         assert_eq!(accepted_encodings(&h), [Encoding::Br, Encoding::Zstd]);
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         assert!(accepted_encodings(&h).is_empty());
         assert!(accepted_encodings(&HeaderMap::new()).is_empty());
     }

@@ -92,7 +92,10 @@ impl ResolvesServerCert for CertStore {
 
 impl CertStore {
     fn current(&self) -> Arc<CertSet> {
-        self.set.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.set
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Re-reads every certificate and key file. On success the new set serves every later
@@ -108,7 +111,10 @@ impl CertStore {
         }
         let set = load_files(&self.files, &self.provider)?;
         let n = set.keys.len();
-        *self.set.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+        *self
+            .set
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
         Ok(n)
     }
 }
@@ -126,12 +132,18 @@ fn load_pair(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<Certi
     let key_name = key.display().to_string();
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| TlsError::CertFile { path: cert_name.clone(), source })?;
+        .map_err(|source| TlsError::CertFile {
+            path: cert_name.clone(),
+            source,
+        })?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate { path: cert_name });
     }
     // PKCS#8, PKCS#1 (RSA) and SEC1 (EC) keys are all recognised by their PEM label.
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::KeyFile { path: key_name.clone(), source })?;
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::KeyFile {
+        path: key_name.clone(),
+        source,
+    })?;
     CertifiedKey::from_der(chain, der, provider).map_err(|source| TlsError::KeyMismatch {
         cert: cert_name,
         key: key_name,
@@ -148,7 +160,9 @@ pub struct Tls {
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Tls")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -167,7 +181,11 @@ impl Tls {
         };
         let store = Arc::new(CertStore {
             set: RwLock::new(Arc::new(set)),
-            files: if cfg.self_signed { Vec::new() } else { cfg.certs.clone() },
+            files: if cfg.self_signed {
+                Vec::new()
+            } else {
+                cfg.certs.clone()
+            },
             provider: provider.clone(),
         });
         let versions: &[&'static rustls::SupportedProtocolVersion] = match cfg.min_version {
@@ -184,16 +202,25 @@ impl Tls {
         // rotated every 6 hours) for TLS 1.2 and 1.3.
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
         config.ticketer = rustls::crypto::ring::Ticketer::new()?;
-        Ok(Tls { acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)), store })
+        Ok(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            store,
+        })
     }
 }
 
 /// A certificate for localhost made now; nothing is written to disk.
 fn self_signed(provider: &CryptoProvider) -> Result<CertSet, TlsError> {
-    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     let generated = rcgen::generate_simple_self_signed(names)?;
     let chain = vec![generated.cert.der().clone()];
     let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
     let ck = CertifiedKey::from_der(chain, key, provider)?;
-    Ok(CertSet { keys: vec![Arc::new(ck)] })
+    Ok(CertSet {
+        keys: vec![Arc::new(ck)],
+    })
 }

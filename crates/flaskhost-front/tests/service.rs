@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report.
 //! Service tests of the front's router with a fake upstream: what reaches the pool, and how
 //! every pool failure is answered. No sockets, no workers.
 
@@ -41,8 +42,9 @@ impl Upstream for Fake {
         meta: &'a RequestMeta<'a>,
         _headers: &'a http::HeaderMap,
         body: RequestBody,
-    ) -> Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>
-    {
+    ) -> Pin<
+        Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>,
+    > {
         Box::pin(async move {
             let collected = body.collect().await;
             let body = match collected {
@@ -65,11 +67,18 @@ impl Upstream for Fake {
 }
 
 fn ok_reply() -> Reply {
-    Box::new(|| Ok(http::Response::new(ResponseBody::Full(Some(Bytes::from_static(b"hi"))))))
+    Box::new(|| {
+        Ok(http::Response::new(ResponseBody::Full(Some(
+            Bytes::from_static(b"hi"),
+        ))))
+    })
 }
 
 fn front(reply: Reply, max_body: u64) -> (axum::Router, Arc<Fake>) {
-    let fake = Arc::new(Fake { seen: Mutex::new(Vec::new()), reply });
+    let fake = Arc::new(Fake {
+        seen: Mutex::new(Vec::new()),
+        reply,
+    });
     let opts = FrontOptions {
         script_name: String::new(),
         max_body_size: max_body,
@@ -81,13 +90,27 @@ fn front(reply: Reply, max_body: u64) -> (axum::Router, Arc<Fake>) {
 #[tokio::test]
 async fn request_meta_reaches_the_upstream() {
     let (router, fake) = front(ok_reply(), 1024);
-    let mut req = Request::post("/p%20ath?a=1&b").header("host", "example.com:81").body(Body::from("data")).unwrap();
-    req.extensions_mut().insert(ConnInfo { remote: Some("10.0.0.1:999".parse().unwrap()), local_port: 80, https: true });
+    let mut req = Request::post("/p%20ath?a=1&b")
+        .header("host", "example.com:81")
+        .body(Body::from("data"))
+        .unwrap();
+    req.extensions_mut().insert(ConnInfo {
+        remote: Some("10.0.0.1:999".parse().unwrap()),
+        local_port: 80,
+        https: true,
+    });
     let resp = router.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "hi");
     let seen = fake.seen.lock().unwrap()[0].clone();
-    assert_eq!((seen.method.as_str(), seen.path.as_str(), seen.query.as_str()), ("POST", "/p%20ath", "a=1&b"));
+    assert_eq!(
+        (
+            seen.method.as_str(),
+            seen.path.as_str(),
+            seen.query.as_str()
+        ),
+        ("POST", "/p%20ath", "a=1&b")
+    );
     assert_eq!(seen.host.as_deref(), Some("example.com:81"));
     assert!(!seen.host_from_uri);
     assert!(seen.https);
@@ -97,7 +120,10 @@ async fn request_meta_reaches_the_upstream() {
 #[tokio::test]
 async fn http2_authority_stands_in_for_host() {
     let (router, fake) = front(ok_reply(), 1024);
-    let req = Request::get("https://h2.example:8443/x").version(http::Version::HTTP_2).body(Body::empty()).unwrap();
+    let req = Request::get("https://h2.example:8443/x")
+        .version(http::Version::HTTP_2)
+        .body(Body::empty())
+        .unwrap();
     router.oneshot(req).await.unwrap();
     let seen = fake.seen.lock().unwrap()[0].clone();
     assert_eq!(seen.host.as_deref(), Some("h2.example:8443"));
@@ -108,7 +134,10 @@ async fn http2_authority_stands_in_for_host() {
 #[tokio::test]
 async fn declared_oversized_body_is_413_without_reaching_the_app() {
     let (router, fake) = front(ok_reply(), 10);
-    let req = Request::post("/").header("content-length", "11").body(Body::from("x".repeat(11))).unwrap();
+    let req = Request::post("/")
+        .header("content-length", "11")
+        .body(Body::from("x".repeat(11)))
+        .unwrap();
     let resp = router.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(fake.seen.lock().unwrap().is_empty());
@@ -137,7 +166,10 @@ fn futures_like_stream(pieces: Vec<Vec<u8>>) -> Body {
 struct ReceiverStream<T>(tokio::sync::mpsc::Receiver<T>);
 impl<T> futures_core_like::Stream for ReceiverStream<T> {
     type Item = T;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
         self.0.poll_recv(cx)
     }
 }
@@ -148,20 +180,70 @@ mod futures_core_like {
 #[tokio::test]
 async fn each_failure_has_its_status() {
     let cases: Vec<(fn() -> DispatchError, StatusCode)> = vec![
-        (|| DispatchError::QueueFull { size: 3 }, StatusCode::SERVICE_UNAVAILABLE),
-        (|| DispatchError::QueueTimeout { waited: Duration::from_secs(1) }, StatusCode::SERVICE_UNAVAILABLE),
-        (|| DispatchError::ShuttingDown, StatusCode::SERVICE_UNAVAILABLE),
-        (|| DispatchError::Timeout { worker: 1, pid: 2, timeout: Duration::from_secs(1) }, StatusCode::GATEWAY_TIMEOUT),
-        (|| DispatchError::WorkerDied { worker: 1, pid: 2, source: std::io::Error::other("eof") }, StatusCode::BAD_GATEWAY),
-        (|| DispatchError::AppFailed { worker: 1, pid: 2, message: "boom".into() }, StatusCode::INTERNAL_SERVER_ERROR),
-        (|| DispatchError::BadResponse { worker: 1, reason: "header".into() }, StatusCode::INTERNAL_SERVER_ERROR),
-        (|| DispatchError::RequestBody { source: "client stalled".into() }, StatusCode::BAD_REQUEST),
+        (
+            || DispatchError::QueueFull { size: 3 },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (
+            || DispatchError::QueueTimeout {
+                waited: Duration::from_secs(1),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (
+            || DispatchError::ShuttingDown,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        (
+            || DispatchError::Timeout {
+                worker: 1,
+                pid: 2,
+                timeout: Duration::from_secs(1),
+            },
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+        (
+            || DispatchError::WorkerDied {
+                worker: 1,
+                pid: 2,
+                source: std::io::Error::other("eof"),
+            },
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            || DispatchError::AppFailed {
+                worker: 1,
+                pid: 2,
+                message: "boom".into(),
+            },
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        (
+            || DispatchError::BadResponse {
+                worker: 1,
+                reason: "header".into(),
+            },
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        (
+            || DispatchError::RequestBody {
+                source: "client stalled".into(),
+            },
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (make, want) in cases {
         let (router, _) = front(Box::new(move || Err(make())), 1024);
-        let resp = router.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        let resp = router
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(resp.status(), want);
         let retry = resp.headers().get("retry-after").is_some();
-        assert_eq!(retry, want == StatusCode::SERVICE_UNAVAILABLE, "Retry-After only on 503");
+        assert_eq!(
+            retry,
+            want == StatusCode::SERVICE_UNAVAILABLE,
+            "Retry-After only on 503"
+        );
     }
 }

@@ -25,13 +25,27 @@ pub enum ToForkServer {
 #[derive(Debug, PartialEq, Eq)]
 pub enum FromForkServer {
     /// The app imported; workers can be forked.
-    Loaded { pid: u32, python: String },
+    Loaded {
+        pid: u32,
+        python: String,
+    },
     /// The app failed to import; `message` holds the Python traceback.
-    LoadFailed { message: String },
-    Spawned { id: u32, pid: u32 },
-    SpawnFailed { id: u32, message: String },
+    LoadFailed {
+        message: String,
+    },
+    Spawned {
+        id: u32,
+        pid: u32,
+    },
+    SpawnFailed {
+        id: u32,
+        message: String,
+    },
     /// A worker exited; `status` is the raw `waitpid` status.
-    Exited { pid: u32, status: i32 },
+    Exited {
+        pid: u32,
+        status: i32,
+    },
 }
 
 fn bad(e: FrameError) -> io::Error {
@@ -108,11 +122,19 @@ impl ToForkServer {
     }
 
     pub fn recv(fd: BorrowedFd<'_>) -> io::Result<Option<ToForkServer>> {
-        let Some((buf, fds)) = recv_raw(fd)? else { return Ok(None) };
+        let Some((buf, fds)) = recv_raw(fd)? else {
+            return Ok(None);
+        };
         let mut c = Cursor::new(Kind::Ready, &buf);
         match c.u8("tag").map_err(bad)? {
-            1 => Ok(Some(ToForkServer::Spawn { id: c.u32("id").map_err(bad)?, slots: fds })),
-            t => Err(io::Error::new(io::ErrorKind::InvalidData, format!("control tag {t}"))),
+            1 => Ok(Some(ToForkServer::Spawn {
+                id: c.u32("id").map_err(bad)?,
+                slots: fds,
+            })),
+            t => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("control tag {t}"),
+            )),
         }
     }
 }
@@ -150,7 +172,9 @@ impl FromForkServer {
     }
 
     pub fn recv(fd: BorrowedFd<'_>) -> io::Result<Option<FromForkServer>> {
-        let Some((buf, _fds)) = recv_raw(fd)? else { return Ok(None) };
+        let Some((buf, _fds)) = recv_raw(fd)? else {
+            return Ok(None);
+        };
         Self::decode(&buf).map(Some).map_err(bad)
     }
 
@@ -158,11 +182,25 @@ impl FromForkServer {
         let mut c = Cursor::new(Kind::Ready, buf);
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         Ok(match c.u8("tag")? {
-            1 => FromForkServer::Loaded { pid: c.u32("pid")?, python: s(c.long("python")?) },
-            2 => FromForkServer::LoadFailed { message: s(c.long("message")?) },
-            3 => FromForkServer::Spawned { id: c.u32("id")?, pid: c.u32("pid")? },
-            4 => FromForkServer::SpawnFailed { id: c.u32("id")?, message: s(c.long("message")?) },
-            5 => FromForkServer::Exited { pid: c.u32("pid")?, status: c.u32("status")? as i32 },
+            1 => FromForkServer::Loaded {
+                pid: c.u32("pid")?,
+                python: s(c.long("python")?),
+            },
+            2 => FromForkServer::LoadFailed {
+                message: s(c.long("message")?),
+            },
+            3 => FromForkServer::Spawned {
+                id: c.u32("id")?,
+                pid: c.u32("pid")?,
+            },
+            4 => FromForkServer::SpawnFailed {
+                id: c.u32("id")?,
+                message: s(c.long("message")?),
+            },
+            5 => FromForkServer::Exited {
+                pid: c.u32("pid")?,
+                status: c.u32("status")? as i32,
+            },
             _ => return Err(FrameError::UnknownKind(buf[0])),
         })
     }
@@ -187,16 +225,32 @@ mod tests {
     fn spawn_carries_fds_and_replies_roundtrip() {
         let (a, b) = seqpacket_pair().unwrap();
         let (s1, _s2) = std::os::unix::net::UnixStream::pair().unwrap();
-        ToForkServer::Spawn { id: 7, slots: vec![OwnedFd::from(s1)] }.send(a.as_fd()).unwrap();
+        ToForkServer::Spawn {
+            id: 7,
+            slots: vec![OwnedFd::from(s1)],
+        }
+        .send(a.as_fd())
+        .unwrap();
         match ToForkServer::recv(b.as_fd()).unwrap().unwrap() {
             ToForkServer::Spawn { id, slots } => assert_eq!((id, slots.len()), (7, 1)),
         }
         let msgs = [
-            FromForkServer::Loaded { pid: 1, python: "3.12".into() },
-            FromForkServer::LoadFailed { message: "Traceback ...é".into() },
+            FromForkServer::Loaded {
+                pid: 1,
+                python: "3.12".into(),
+            },
+            FromForkServer::LoadFailed {
+                message: "Traceback ...é".into(),
+            },
             FromForkServer::Spawned { id: 2, pid: 3 },
-            FromForkServer::SpawnFailed { id: 2, message: "EAGAIN".into() },
-            FromForkServer::Exited { pid: 9, status: 0x0900 },
+            FromForkServer::SpawnFailed {
+                id: 2,
+                message: "EAGAIN".into(),
+            },
+            FromForkServer::Exited {
+                pid: 9,
+                status: 0x0900,
+            },
         ];
         for m in msgs {
             m.send(b.as_fd()).unwrap();

@@ -166,7 +166,10 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], FrameError> {
         if self.buf.len() < n {
-            return Err(FrameError::Truncated { kind: self.kind, what });
+            return Err(FrameError::Truncated {
+                kind: self.kind,
+                what,
+            });
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
@@ -216,7 +219,10 @@ mod tests {
         assert_eq!(parse_header(&buf[..4]).unwrap(), None);
         let mut bad = buf.clone();
         bad[4] = 99;
-        assert!(matches!(parse_header(&bad), Err(FrameError::UnknownKind(99))));
+        assert!(matches!(
+            parse_header(&bad),
+            Err(FrameError::UnknownKind(99))
+        ));
         let mut huge = vec![0xff, 0xff, 0xff, 0x7f, 1];
         huge.extend_from_slice(b"x");
         assert!(matches!(parse_header(&huge), Err(FrameError::TooLarge(_))));
@@ -228,7 +234,10 @@ mod tests {
         let at = begin(&mut buf, Kind::ResponseBody);
         buf.extend_from_slice(b"abc");
         finish(&mut buf, at);
-        assert_eq!(parse_header(&buf[2..]).unwrap(), Some((Kind::ResponseBody, 3)));
+        assert_eq!(
+            parse_header(&buf[2..]).unwrap(),
+            Some((Kind::ResponseBody, 3))
+        );
     }
 
     #[test]

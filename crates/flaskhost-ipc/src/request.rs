@@ -77,7 +77,12 @@ pub enum BodyMode {
 fn dropped_header(name: &str) -> bool {
     matches!(
         name,
-        "proxy" | "connection" | "keep-alive" | "transfer-encoding" | "te" | "upgrade"
+        "proxy"
+            | "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "upgrade"
             | "proxy-connection"
     )
 }
@@ -96,7 +101,13 @@ fn put_cgi_key(buf: &mut Vec<u8>, name: &str) -> bool {
             let n = name.len();
             buf.put_u16((n + 5) as u16);
             buf.extend_from_slice(b"HTTP_");
-            buf.extend(name.bytes().map(|b| if b == b'-' { b'_' } else { b.to_ascii_uppercase() }));
+            buf.extend(name.bytes().map(|b| {
+                if b == b'-' {
+                    b'_'
+                } else {
+                    b.to_ascii_uppercase()
+                }
+            }));
             return true;
         }
     };
@@ -141,8 +152,11 @@ pub fn encode<'h>(
     let mounted = !sn.is_empty()
         && decoded.starts_with(sn)
         && (decoded.len() == sn.len() || decoded[sn.len()] == b'/');
-    let (sn, path_info): (&[u8], &[u8]) =
-        if mounted { (sn, &decoded[sn.len()..]) } else { (b"", &decoded) };
+    let (sn, path_info): (&[u8], &[u8]) = if mounted {
+        (sn, &decoded[sn.len()..])
+    } else {
+        (b"", &decoded)
+    };
     buf.put_short(sn);
     buf.put_long(path_info);
     buf.put_long(meta.query.as_bytes());
@@ -150,7 +164,11 @@ pub fn encode<'h>(
     // SERVER_NAME and SERVER_PORT come from the Host the client asked for (what URL
     // reconstruction in the app needs), falling back to the listener.
     let (host_name, host_port) = split_host(meta.host.unwrap_or(""));
-    buf.put_short(if host_name.is_empty() { b"localhost" } else { host_name.as_bytes() });
+    buf.put_short(if host_name.is_empty() {
+        b"localhost"
+    } else {
+        host_name.as_bytes()
+    });
     let mut port_buf = [0u8; 5];
     let port: &[u8] = match host_port {
         Some(p) => p.as_bytes(),
@@ -337,7 +355,10 @@ pub fn decode(payload: &[u8]) -> Result<RequestHead<'_>, FrameError> {
         remote_addr,
         remote_port,
         content_length: (flags & 2 != 0).then_some(cl),
-        headers: Headers { remaining: count, cur: hdr_bytes },
+        headers: Headers {
+            remaining: count,
+            cur: hdr_bytes,
+        },
         inline_body,
         body_streaming: flags & 4 != 0,
     })
@@ -367,7 +388,14 @@ mod tests {
         headers: &[(&'h str, &'h [u8])],
     ) -> (Vec<u8>, std::ops::Range<usize>) {
         let mut buf = Vec::new();
-        encode(&mut buf, m, headers.iter().copied(), None, BodyMode::Complete, b"");
+        encode(
+            &mut buf,
+            m,
+            headers.iter().copied(),
+            None,
+            BodyMode::Complete,
+            b"",
+        );
         let (kind, len) = frame::parse_header(&buf).unwrap().unwrap();
         assert_eq!(kind, Kind::Request);
         assert_eq!(len, buf.len() - frame::HEADER_LEN);
@@ -410,7 +438,10 @@ mod tests {
             .headers
             .map(|r| {
                 let (k, v) = r.unwrap();
-                (String::from_utf8_lossy(k).into(), String::from_utf8_lossy(v).into())
+                (
+                    String::from_utf8_lossy(k).into(),
+                    String::from_utf8_lossy(v).into(),
+                )
             })
             .collect();
         let want = [
@@ -419,8 +450,10 @@ mod tests {
             ("HTTP_COOKIE", "a=1; b=2"),
             ("HTTP_X_REAL_IP", "1.2.3.4"),
         ];
-        let want: Vec<(String, String)> =
-            want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(got, want);
     }
 
@@ -445,13 +478,19 @@ mod tests {
         m.local_port = 0;
         let (buf, r) = roundtrip(&m, &[]);
         let h = decode(&buf[r]).unwrap();
-        assert_eq!((h.server_name, h.server_port), (&b"localhost"[..], &b"80"[..]));
+        assert_eq!(
+            (h.server_name, h.server_port),
+            (&b"localhost"[..], &b"80"[..])
+        );
 
         let mut m = meta("/", Some("[::1]:9000"));
         m.host_from_uri = true;
         let (buf, r) = roundtrip(&m, &[]);
         let h = decode(&buf[r]).unwrap();
-        assert_eq!((h.server_name, h.server_port), (&b"[::1]"[..], &b"9000"[..]));
+        assert_eq!(
+            (h.server_name, h.server_port),
+            (&b"[::1]"[..], &b"9000"[..])
+        );
         let first = h.headers.clone().next().unwrap().unwrap();
         assert_eq!(first, (&b"HTTP_HOST"[..], &b"[::1]:9000"[..]));
     }
@@ -468,7 +507,14 @@ mod tests {
     fn inline_body_and_streaming_flag() {
         let m = meta("/", None);
         let mut buf = Vec::new();
-        encode(&mut buf, &m, std::iter::empty(), Some(10), BodyMode::Streaming, b"hello");
+        encode(
+            &mut buf,
+            &m,
+            std::iter::empty(),
+            Some(10),
+            BodyMode::Streaming,
+            b"hello",
+        );
         let h = decode(&buf[frame::HEADER_LEN..]).unwrap();
         assert_eq!(h.inline_body, b"hello");
         assert_eq!(h.content_length, Some(10));

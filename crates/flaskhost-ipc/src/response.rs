@@ -25,7 +25,12 @@ impl HeadWriter {
         buf.put_u8(0);
         let count_at = buf.len();
         buf.put_u16(0);
-        HeadWriter { at, flags_at, count_at, count: 0 }
+        HeadWriter {
+            at,
+            flags_at,
+            count_at,
+            count: 0,
+        }
     }
 
     pub fn header(&mut self, buf: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -79,7 +84,11 @@ pub fn decode(payload: &[u8]) -> Result<ResponseHead, FrameError> {
     }
     let rest = c.rest();
     let complete_body = (flags & FLAG_COMPLETE != 0).then(|| off(rest));
-    Ok(ResponseHead { status, headers, complete_body })
+    Ok(ResponseHead {
+        status,
+        headers,
+        complete_body,
+    })
 }
 
 #[cfg(test)]

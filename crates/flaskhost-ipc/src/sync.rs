@@ -68,7 +68,10 @@ impl FrameConn {
                 return if self.start == self.end {
                     Ok(None)
                 } else {
-                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed mid-frame"))
+                    Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed mid-frame",
+                    ))
                 };
             }
             self.end += n;

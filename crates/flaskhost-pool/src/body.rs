@@ -26,7 +26,11 @@ pub struct Stream {
 
 impl Stream {
     pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, StreamError>>) -> Stream {
-        Stream { rx, after_data: false, deferred: None }
+        Stream {
+            rx,
+            after_data: false,
+            deferred: None,
+        }
     }
 }
 
@@ -45,7 +49,11 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         match self.get_mut() {
-            ResponseBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Full(b) => Poll::Ready(
+                b.take()
+                    .filter(|b| !b.is_empty())
+                    .map(|b| Ok(Frame::data(b))),
+            ),
             ResponseBody::Stream(s) => {
                 if let Some(e) = s.deferred.take() {
                     return Poll::Ready(Some(Err(e)));

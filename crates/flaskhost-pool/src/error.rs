@@ -25,10 +25,18 @@ pub enum DispatchError {
     },
     /// The app did not start its response within the timeout; the worker was killed.
     #[error("worker {worker} (pid {pid}) did not answer within {timeout:?} and was killed")]
-    Timeout { worker: u32, pid: u32, timeout: Duration },
+    Timeout {
+        worker: u32,
+        pid: u32,
+        timeout: Duration,
+    },
     /// The app raised before starting its response (the worker logged the traceback).
     #[error("the app raised an exception on worker {worker} (pid {pid}): {message}")]
-    AppFailed { worker: u32, pid: u32, message: String },
+    AppFailed {
+        worker: u32,
+        pid: u32,
+        message: String,
+    },
     /// The app's status or headers cannot be sent over HTTP.
     #[error("the app's response on worker {worker} cannot be sent: {reason}")]
     BadResponse { worker: u32, reason: String },

@@ -59,7 +59,9 @@ impl Exchange {
     }
 
     fn worker_ids(&self) -> (u32, u32) {
-        self.slot.as_ref().map_or((0, 0), |s| (s.worker.id, s.worker.pid))
+        self.slot
+            .as_ref()
+            .map_or((0, 0), |s| (s.worker.id, s.worker.pid))
     }
 
     /// Gives up on the worker: it is killed (and replaced by the supervisor).
@@ -132,7 +134,11 @@ impl Exchange {
         if let Some(slot) = self.slot.take() {
             slot.worker.mark_dead();
         }
-        DispatchError::WorkerDied { worker, pid, source }
+        DispatchError::WorkerDied {
+            worker,
+            pid,
+            source,
+        }
     }
 }
 
@@ -264,9 +270,16 @@ pub(crate) async fn dispatch(
     mut body: RequestBody,
 ) -> Result<Response<ResponseBody>, DispatchError> {
     let opts = &shared.opts;
-    let content_length = body.size_hint().exact().filter(|_| headers.contains_key(header::CONTENT_LENGTH));
+    let content_length = body
+        .size_hint()
+        .exact()
+        .filter(|_| headers.contains_key(header::CONTENT_LENGTH));
     let (prefix, complete) = prefetch(&mut body, opts.post_buffering, opts.body_timeout).await?;
-    let mode = if complete { BodyMode::Complete } else { BodyMode::Streaming };
+    let mode = if complete {
+        BodyMode::Complete
+    } else {
+        BodyMode::Streaming
+    };
     let is_head = meta.method == "HEAD";
 
     // Take a slot and hand it the request. A write that fails means the worker died while
@@ -294,7 +307,9 @@ pub(crate) async fn dispatch(
                 return Err(e);
             }
         };
-        slot.worker.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        slot.worker
+            .busy
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(old) = ex.busy.replace(slot.worker.clone()) {
             old.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -333,8 +348,15 @@ pub(crate) async fn dispatch(
                 opts.timeout
             );
             ex.harakiri();
-            shared.counters.harakiri.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(DispatchError::Timeout { worker, pid, timeout: opts.timeout });
+            shared
+                .counters
+                .harakiri
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(DispatchError::Timeout {
+                worker,
+                pid,
+                timeout: opts.timeout,
+            });
         }
         Ok(Err(e)) => return Err(ex.died(e)),
         Ok(Ok(f)) => f,
@@ -342,26 +364,42 @@ pub(crate) async fn dispatch(
     let (worker, pid) = ex.worker_ids();
     if let Some(w) = &ex.busy {
         let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
-        w.busy_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+        w.busy_micros
+            .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
     }
     match head.kind {
         Kind::ResponseHead => {}
         Kind::Failed => {
             ex.finished = true;
             if let Some(w) = &ex.busy {
-                w.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                w.exceptions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            shared.counters.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .counters
+                .exceptions
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some(source) = ex.body_error.take() {
                 return Err(DispatchError::RequestBody { source });
             }
             let message = String::from_utf8_lossy(&head.payload).into_owned();
-            return Err(DispatchError::AppFailed { worker, pid, message });
+            return Err(DispatchError::AppFailed {
+                worker,
+                pid,
+                message,
+            });
         }
         other => {
-            let e = io::Error::new(io::ErrorKind::InvalidData, format!("unexpected {other:?} frame"));
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected {other:?} frame"),
+            );
             ex.kill_worker();
-            return Err(DispatchError::WorkerDied { worker, pid, source: e });
+            return Err(DispatchError::WorkerDied {
+                worker,
+                pid,
+                source: e,
+            });
         }
     }
 
@@ -369,7 +407,11 @@ pub(crate) async fn dispatch(
         Ok(d) => d,
         Err(e) => {
             ex.kill_worker();
-            return Err(DispatchError::WorkerDied { worker, pid, source: io::Error::new(io::ErrorKind::InvalidData, e) });
+            return Err(DispatchError::WorkerDied {
+                worker,
+                pid,
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            });
         }
     };
     let complete_body = decoded.complete_body.clone().map(|r| head.payload.slice(r));
@@ -390,13 +432,17 @@ pub(crate) async fn dispatch(
             if !is_head {
                 let len = body.len();
                 let stated = resp.headers().get(header::CONTENT_LENGTH).cloned();
-                if stated.as_ref().is_some_and(|v| v.as_bytes() != len.to_string().as_bytes()) {
+                if stated
+                    .as_ref()
+                    .is_some_and(|v| v.as_bytes() != len.to_string().as_bytes())
+                {
                     tracing::warn!(
                         worker,
                         "the app's Content-Length {:?} does not match its {len}-byte body; sending the real length",
                         stated
                     );
-                    resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    resp.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 }
             }
             Ok(resp.map(|()| ResponseBody::Full(Some(body))))
@@ -415,14 +461,19 @@ fn build_head(
     head: &response::ResponseHead,
 ) -> Result<Response<()>, DispatchError> {
     let bad = |reason: String| DispatchError::BadResponse { worker, reason };
-    let status = StatusCode::from_u16(head.status).map_err(|_| bad(format!("status {}", head.status)))?;
+    let status =
+        StatusCode::from_u16(head.status).map_err(|_| bad(format!("status {}", head.status)))?;
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     let map = resp.headers_mut();
     map.reserve(head.headers.len());
     for (n, v) in &head.headers {
-        let name = HeaderName::from_bytes(&payload[n.clone()])
-            .map_err(|_| bad(format!("header name {:?}", String::from_utf8_lossy(&payload[n.clone()]))))?;
+        let name = HeaderName::from_bytes(&payload[n.clone()]).map_err(|_| {
+            bad(format!(
+                "header name {:?}",
+                String::from_utf8_lossy(&payload[n.clone()])
+            ))
+        })?;
         if hop_by_hop(&name) {
             continue;
         }
@@ -448,7 +499,11 @@ async fn pump(mut ex: Exchange, tx: mpsc::Sender<Result<Bytes, StreamError>>) {
         let (worker, pid) = ex.worker_ids();
         let f = match read {
             Err(_) => {
-                tracing::error!(worker, pid, "streamed response stalled for {timeout:?}: the worker's Python tracebacks follow, then it is killed");
+                tracing::error!(
+                    worker,
+                    pid,
+                    "streamed response stalled for {timeout:?}: the worker's Python tracebacks follow, then it is killed"
+                );
                 ex.harakiri();
                 let _ = tx.send(Err(StreamError::Timeout { worker, timeout })).await;
                 return;
@@ -481,11 +536,17 @@ async fn pump(mut ex: Exchange, tx: mpsc::Sender<Result<Bytes, StreamError>>) {
             Kind::Failed => {
                 ex.finished = true;
                 if let Some(w) = &ex.busy {
-                    w.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    w.exceptions
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                ex.shared.counters.exceptions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ex.shared
+                    .counters
+                    .exceptions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let message = String::from_utf8_lossy(&f.payload).into_owned();
-                let _ = tx.send(Err(StreamError::AppFailed { worker, message })).await;
+                let _ = tx
+                    .send(Err(StreamError::AppFailed { worker, message }))
+                    .await;
                 return;
             }
             other => {

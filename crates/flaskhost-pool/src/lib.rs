@@ -73,7 +73,9 @@ pub struct Recycle {
 
 impl Recycle {
     fn watches_memory_or_age(&self) -> bool {
-        self.max_lifetime.is_some() || self.reload_on_rss.is_some() || self.evil_reload_on_rss.is_some()
+        self.max_lifetime.is_some()
+            || self.reload_on_rss.is_some()
+            || self.evil_reload_on_rss.is_some()
     }
 }
 
@@ -112,7 +114,9 @@ impl Shared {
     pub(crate) fn request_done(&self, worker: &std::sync::Arc<slot::WorkerInfo>) {
         let served = worker.count_request();
         self.counters.requests.fetch_add(1, Relaxed);
-        let Some(max) = self.opts.recycle.max_requests else { return };
+        let Some(max) = self.opts.recycle.max_requests else {
+            return;
+        };
         if served >= max + jitter(worker.pid, self.opts.recycle.max_requests_delta)
             && worker.claim_replacement()
         {

@@ -43,7 +43,11 @@ impl Drop for Waiter<'_> {
 impl Queue {
     pub fn new(capacity: usize) -> Queue {
         Queue {
-            inner: Mutex::new(Inner { idle: Vec::new(), waiters: VecDeque::new(), closed: false }),
+            inner: Mutex::new(Inner {
+                idle: Vec::new(),
+                waiters: VecDeque::new(),
+                closed: false,
+            }),
             capacity,
         }
     }
@@ -70,7 +74,9 @@ impl Queue {
                 // Waiters that gave up are only removed lazily; count the live ones.
                 g.waiters.retain(|w| !w.is_closed());
                 if g.waiters.len() >= self.capacity {
-                    return Err(DispatchError::QueueFull { size: g.waiters.len() });
+                    return Err(DispatchError::QueueFull {
+                        size: g.waiters.len(),
+                    });
                 }
             }
             let (tx, rx) = oneshot::channel();
@@ -132,6 +138,9 @@ impl Queue {
     /// (idle slots, waiting requests), for stats and tests.
     pub fn lengths(&self) -> (usize, usize) {
         let g = self.lock();
-        (g.idle.len(), g.waiters.iter().filter(|w| !w.is_closed()).count())
+        (
+            g.idle.len(),
+            g.waiters.iter().filter(|w| !w.is_closed()).count(),
+        )
     }
 }

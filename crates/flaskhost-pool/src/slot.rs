@@ -132,7 +132,12 @@ pub struct Slot {
 
 impl Slot {
     pub fn new(worker: Arc<WorkerInfo>, stream: UnixStream) -> Slot {
-        Slot { worker, stream, rbuf: BytesMut::with_capacity(64 * 1024), wbuf: Vec::with_capacity(8 * 1024) }
+        Slot {
+            worker,
+            stream,
+            rbuf: BytesMut::with_capacity(64 * 1024),
+            wbuf: Vec::with_capacity(8 * 1024),
+        }
     }
 
     /// Reads one frame. An end of stream is an error: a worker never closes a slot on its own
@@ -154,7 +159,10 @@ impl Slot {
             }
             let n = self.stream.read_buf(&mut self.rbuf).await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "worker closed its slot"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "worker closed its slot",
+                ));
             }
         }
     }

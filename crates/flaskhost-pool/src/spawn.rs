@@ -37,7 +37,9 @@ impl WorkerCommand {
     /// in the child only, between fork and exec.
     fn command(&self, extra: &[OsString], fds: Vec<RawFd>) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args).args(extra).stdin(std::process::Stdio::null());
+        cmd.args(&self.args)
+            .args(extra)
+            .stdin(std::process::Stdio::null());
         // SAFETY: the closure runs in the child between fork and exec and only calls fcntl,
         // which is async-signal-safe.
         unsafe {
@@ -121,23 +123,35 @@ pub(crate) enum Started {
 
 impl ForkServer {
     /// Starts the fork server and waits until it has imported the app (or failed to).
-    pub(crate) async fn start(cmd: &WorkerCommand, timeout: std::time::Duration) -> io::Result<Started> {
+    pub(crate) async fn start(
+        cmd: &WorkerCommand,
+        timeout: std::time::Duration,
+    ) -> io::Result<Started> {
         let (ours, theirs) = control::seqpacket_pair()?;
         let fd = theirs.as_raw_fd();
-        let extra: Vec<OsString> =
-            vec!["--fork-server".into(), "--control-fd".into(), fd.to_string().into()];
+        let extra: Vec<OsString> = vec![
+            "--fork-server".into(),
+            "--control-fd".into(),
+            fd.to_string().into(),
+        ];
         let mut child = cmd.command(&extra, vec![fd]).spawn()?;
         drop(theirs);
-        nix::fcntl::fcntl(&ours, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+        nix::fcntl::fcntl(
+            &ours,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
         // SAFETY: `ours` is an OwnedFd moved into the AsyncFd, which owns it until dropped;
         // its raw fd cannot change or close meanwhile.
-        let ctl = unsafe { AsyncFd::register(ours) }.map_err(|e| io::Error::other(e.to_string()))?;
+        let ctl =
+            unsafe { AsyncFd::register(ours) }.map_err(|e| io::Error::other(e.to_string()))?;
         let first = tokio::time::timeout(timeout, recv(&ctl)).await;
         let first = match first {
             Ok(r) => r?,
             Err(_) => {
                 let _ = child.start_kill();
-                return Ok(Started::Exited(format!("it did not load the app within {timeout:?}")));
+                return Ok(Started::Exited(format!(
+                    "it did not load the app within {timeout:?}"
+                )));
             }
         };
         match first {
@@ -165,9 +179,16 @@ impl ForkServer {
     }
 
     /// Asks for worker `id` and waits for its pid.
-    pub(crate) async fn spawn(&self, id: u32, slots: Vec<OwnedFd>) -> Result<Arc<WorkerInfo>, String> {
+    pub(crate) async fn spawn(
+        &self,
+        id: u32,
+        slots: Vec<OwnedFd>,
+    ) -> Result<Arc<WorkerInfo>, String> {
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
         let msg = ToForkServer::Spawn { id, slots };
         loop {
             let mut guard = self.ctl.writable().await.map_err(|e| e.to_string())?;
@@ -181,7 +202,8 @@ impl ForkServer {
         }
         // Our copies of the worker ends close here; the fork server got its own.
         drop(msg);
-        rx.await.map_err(|_| "the fork server went away".to_string())?
+        rx.await
+            .map_err(|_| "the fork server went away".to_string())?
     }
 
     /// Reads the fork server's reports until it goes away: spawned pids go to their waiting
@@ -221,7 +243,10 @@ impl ForkServer {
 
     /// Closes the control socket's write side so the fork server exits.
     pub(crate) fn stop(&self) {
-        let _ = nix::sys::socket::shutdown(self.ctl.get_ref().as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        let _ = nix::sys::socket::shutdown(
+            self.ctl.get_ref().as_raw_fd(),
+            nix::sys::socket::Shutdown::Both,
+        );
     }
 }
 
@@ -238,7 +263,11 @@ async fn recv(ctl: &AsyncFd<OwnedFd>) -> io::Result<Option<FromForkServer>> {
 /// Starts a lazy worker (the binary re-executed). Returns its child handle.
 pub(crate) fn exec_worker(cmd: &WorkerCommand, slots: &[OwnedFd]) -> io::Result<Child> {
     let fds: Vec<RawFd> = slots.iter().map(AsRawFd::as_raw_fd).collect();
-    let list = fds.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let list = fds
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let extra: Vec<OsString> = vec!["--slot-fds".into(), list.into()];
     cmd.command(&extra, fds).spawn()
 }

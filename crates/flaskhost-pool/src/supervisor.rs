@@ -31,13 +31,28 @@ pub enum StartError {
 
 /// What the supervisor reacts to.
 pub enum WorkerEvent {
-    Exited { pid: u32, status: String },
+    Exited {
+        pid: u32,
+        status: String,
+    },
     /// A worker is ready; `replaces` is the worker it takes over from (recycling), which now
     /// stops taking work.
-    Started { id: u32, info: Arc<WorkerInfo>, slots: Vec<Slot>, replaces: Option<Arc<WorkerInfo>> },
-    StartFailed { id: u32, reason: String, replaces: Option<Arc<WorkerInfo>> },
+    Started {
+        id: u32,
+        info: Arc<WorkerInfo>,
+        slots: Vec<Slot>,
+        replaces: Option<Arc<WorkerInfo>>,
+    },
+    StartFailed {
+        id: u32,
+        reason: String,
+        replaces: Option<Arc<WorkerInfo>>,
+    },
     /// A worker has done its share (max-requests, lifetime, memory): start its replacement.
-    Recycle { info: Arc<WorkerInfo>, reason: String },
+    Recycle {
+        info: Arc<WorkerInfo>,
+        reason: String,
+    },
     ForkServerGone,
 }
 
@@ -65,7 +80,8 @@ impl Supervisor {
     ) -> Result<Arc<Supervisor>, StartError> {
         let opts = &shared.opts;
         let spawner = match opts.mode {
-            SpawnMode::Preload => match ForkServer::start(&opts.command, opts.start_timeout).await? {
+            SpawnMode::Preload => match ForkServer::start(&opts.command, opts.start_timeout).await?
+            {
                 Started::Ready(fs) => Spawner::Fork(fs),
                 Started::LoadFailed(msg) => return Err(StartError::AppLoad(msg)),
                 Started::Exited(status) => return Err(StartError::ForkServer(status)),
@@ -144,7 +160,8 @@ impl Supervisor {
         let info = match &self.spawner {
             Spawner::Fork(fs) => fs.spawn(id, theirs).await?,
             Spawner::Exec => {
-                let mut child = spawn::exec_worker(&opts.command, &theirs).map_err(|e| e.to_string())?;
+                let mut child =
+                    spawn::exec_worker(&opts.command, &theirs).map_err(|e| e.to_string())?;
                 drop(theirs);
                 let pid = child.id().ok_or("the worker exited at once")?;
                 let info = WorkerInfo::new(id, pid);
@@ -167,7 +184,10 @@ impl Supervisor {
                 let mut slot = Slot::new(info.clone(), UnixStream::from_std(s)?);
                 let f = slot.read_frame().await?;
                 if f.kind != Kind::Ready {
-                    return Err(std::io::Error::other(format!("sent {:?} before Ready", f.kind)));
+                    return Err(std::io::Error::other(format!(
+                        "sent {:?} before Ready",
+                        f.kind
+                    )));
                 }
                 Ok(slot)
             };
@@ -182,7 +202,10 @@ impl Supervisor {
                 }
                 Err(_) => {
                     info.kill();
-                    return Err(format!("pid {} was not ready within {:?}", info.pid, opts.start_timeout));
+                    return Err(format!(
+                        "pid {} was not ready within {:?}",
+                        info.pid, opts.start_timeout
+                    ));
                 }
             }
         }
@@ -197,7 +220,9 @@ impl Supervisor {
             let stopping = self.shutting_down.load(Ordering::Relaxed);
             match ev {
                 WorkerEvent::Exited { pid, status } => {
-                    let Some(info) = self.registry.remove(pid) else { continue };
+                    let Some(info) = self.registry.remove(pid) else {
+                        continue;
+                    };
                     info.mark_dead();
                     self.shared.queue.purge_dead();
                     if stopping {
@@ -206,16 +231,34 @@ impl Supervisor {
                     }
                     if info.is_being_replaced() {
                         // Recycled: its replacement was started before it left.
-                        tracing::info!(id = info.id, pid, served = info.served(), "worker retired ({status})");
+                        tracing::info!(
+                            id = info.id,
+                            pid,
+                            served = info.served(),
+                            "worker retired ({status})"
+                        );
                         continue;
                     }
                     let entry = history.entry(info.id).or_insert((Instant::now(), 0));
                     // A worker that lived less than this counts as a crash at start-up.
-                    entry.1 = if entry.0.elapsed() < Duration::from_secs(10) { entry.1 + 1 } else { 0 };
-                    tracing::warn!(id = info.id, pid, "worker exited ({status}); starting a replacement");
+                    entry.1 = if entry.0.elapsed() < Duration::from_secs(10) {
+                        entry.1 + 1
+                    } else {
+                        0
+                    };
+                    tracing::warn!(
+                        id = info.id,
+                        pid,
+                        "worker exited ({status}); starting a replacement"
+                    );
                     self.schedule(info.id, entry.1, None);
                 }
-                WorkerEvent::Started { id, info, slots, replaces } => {
+                WorkerEvent::Started {
+                    id,
+                    info,
+                    slots,
+                    replaces,
+                } => {
                     if stopping {
                         info.kill();
                         continue;
@@ -231,7 +274,11 @@ impl Supervisor {
                         self.shared.queue.purge_dead();
                     }
                 }
-                WorkerEvent::StartFailed { id, reason, replaces } => {
+                WorkerEvent::StartFailed {
+                    id,
+                    reason,
+                    replaces,
+                } => {
                     if stopping {
                         continue;
                     }
@@ -248,7 +295,11 @@ impl Supervisor {
                     if stopping || !info.is_alive() {
                         continue;
                     }
-                    tracing::info!(id = info.id, pid = info.pid, "worker {reason}; starting its replacement");
+                    tracing::info!(
+                        id = info.id,
+                        pid = info.pid,
+                        "worker {reason}; starting its replacement"
+                    );
                     self.schedule(info.id, 0, Some(info));
                 }
                 WorkerEvent::ForkServerGone => {
@@ -267,13 +318,26 @@ impl Supervisor {
     fn schedule(self: &Arc<Self>, id: u32, failures: u32, replaces: Option<Arc<WorkerInfo>>) {
         let delay = match failures {
             0 | 1 => Duration::ZERO,
-            n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(7))).min(Duration::from_secs(30)),
+            n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(7)))
+                .min(Duration::from_secs(30)),
         };
         if failures >= 3 {
-            tracing::error!(id, failures, "worker keeps dying right after start; next attempt in {delay:?}");
+            tracing::error!(
+                id,
+                failures,
+                "worker keeps dying right after start; next attempt in {delay:?}"
+            );
         }
-        *self.respawns.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(0) += 1;
-        self.shared.counters.respawns.fetch_add(1, Ordering::Relaxed);
+        *self
+            .respawns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_insert(0) += 1;
+        self.shared
+            .counters
+            .respawns
+            .fetch_add(1, Ordering::Relaxed);
         let sup = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -281,8 +345,17 @@ impl Supervisor {
                 return;
             }
             let ev = match sup.spawn_worker(id).await {
-                Ok((info, slots)) => WorkerEvent::Started { id, info, slots, replaces },
-                Err(reason) => WorkerEvent::StartFailed { id, reason, replaces },
+                Ok((info, slots)) => WorkerEvent::Started {
+                    id,
+                    info,
+                    slots,
+                    replaces,
+                },
+                Err(reason) => WorkerEvent::StartFailed {
+                    id,
+                    reason,
+                    replaces,
+                },
             };
             let _ = sup.events.send(ev);
         });
@@ -295,7 +368,9 @@ impl Supervisor {
         let mut sys = match System::new() {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!("cannot read worker memory (sysinfo: {e}); max-worker-lifetime and the RSS limits are off");
+                tracing::error!(
+                    "cannot read worker memory (sysinfo: {e}); max-worker-lifetime and the RSS limits are off"
+                );
                 return;
             }
         };
@@ -306,7 +381,12 @@ impl Supervisor {
             if self.shutting_down.load(Ordering::Relaxed) {
                 return;
             }
-            let workers: Vec<_> = self.registry.all().into_iter().filter(|w| w.is_alive()).collect();
+            let workers: Vec<_> = self
+                .registry
+                .all()
+                .into_iter()
+                .filter(|w| w.is_alive())
+                .collect();
             if rules.reload_on_rss.is_some() || rules.evil_reload_on_rss.is_some() {
                 let pids: Vec<Pid> = workers.iter().map(|w| Pid::from_u32(w.pid)).collect();
                 sys.refresh_processes_specifics(
@@ -319,12 +399,20 @@ impl Supervisor {
                 let rss = sys.process(Pid::from_u32(w.pid)).map_or(0, |p| p.memory());
                 let mib = rss / (1024 * 1024);
                 if let Some(limit) = rules.evil_reload_on_rss.filter(|l| rss > *l) {
-                    tracing::warn!(id = w.id, pid = w.pid, "worker RSS {mib} MiB is over evil-reload-on-rss ({} MiB): killing it", limit / (1024 * 1024));
+                    tracing::warn!(
+                        id = w.id,
+                        pid = w.pid,
+                        "worker RSS {mib} MiB is over evil-reload-on-rss ({} MiB): killing it",
+                        limit / (1024 * 1024)
+                    );
                     w.kill();
                     continue;
                 }
                 let reason = if let Some(limit) = rules.reload_on_rss.filter(|l| rss > *l) {
-                    format!("uses {mib} MiB RSS (reload-on-rss {} MiB)", limit / (1024 * 1024))
+                    format!(
+                        "uses {mib} MiB RSS (reload-on-rss {} MiB)",
+                        limit / (1024 * 1024)
+                    )
                 } else if let Some(life) = rules.max_lifetime.filter(|l| {
                     let extra = crate::jitter(w.pid, l.as_secs() / 10);
                     w.started.elapsed() > *l + Duration::from_secs(extra)
@@ -334,14 +422,21 @@ impl Supervisor {
                     continue;
                 };
                 if w.claim_replacement() {
-                    let _ = self.events.send(WorkerEvent::Recycle { info: w.clone(), reason });
+                    let _ = self.events.send(WorkerEvent::Recycle {
+                        info: w.clone(),
+                        reason,
+                    });
                 }
             }
         }
     }
 
     pub(crate) fn worker_stats(&self) -> Vec<crate::stats::WorkerStats> {
-        let respawns = self.respawns.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let respawns = self
+            .respawns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut v: Vec<_> = self
             .registry
             .all()
@@ -376,7 +471,10 @@ impl Supervisor {
         }
         let left = self.registry.all();
         if !left.is_empty() {
-            tracing::warn!(count = left.len(), "workers still busy at the deadline; killing them");
+            tracing::warn!(
+                count = left.len(),
+                "workers still busy at the deadline; killing them"
+            );
             for w in &left {
                 w.kill();
             }
@@ -392,7 +490,10 @@ impl Supervisor {
         if let Spawner::Fork(fs) = &self.spawner {
             fs.stop();
             let mut child = fs.child.lock().await;
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
             }

@@ -40,9 +40,8 @@ pub struct App {
 
 pub(crate) fn boot_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     // The source is our own file; it contains no NUL byte.
-    let code = CString::new(crate::BOOT_SOURCE).map_err(|e| {
-        pyo3::exceptions::PyValueError::new_err(format!("boot module: {e}"))
-    })?;
+    let code = CString::new(crate::BOOT_SOURCE)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("boot module: {e}")))?;
     PyModule::from_code(py, &code, c"flaskhost_boot.py", c"flaskhost_boot")
 }
 
@@ -62,11 +61,22 @@ pub fn load(target: &AppTarget) -> Result<App, LoadError> {
         })?;
         let r = boot.call_method1(
             "load_app",
-            (&target.module, &target.attr, target.call_args.as_deref(), target.app_dir.as_deref()),
+            (
+                &target.module,
+                &target.attr,
+                target.call_args.as_deref(),
+                target.app_dir.as_deref(),
+            ),
         );
         match r {
-            Ok(obj) => Ok(App { callable: obj.unbind(), boot: boot.unbind() }),
-            Err(e) => Err(LoadError { spec: target.spec(), traceback: format_err(py, &boot, &e) }),
+            Ok(obj) => Ok(App {
+                callable: obj.unbind(),
+                boot: boot.unbind(),
+            }),
+            Err(e) => Err(LoadError {
+                spec: target.spec(),
+                traceback: format_err(py, &boot, &e),
+            }),
         }
     })
 }
@@ -86,7 +96,11 @@ impl App {
     /// workers; lazy workers call it themselves.
     pub fn enable_traceback_dump(&self) {
         Python::attach(|py| {
-            if let Err(e) = self.boot.bind(py).call_method1("enable_traceback_dump", (libc::SIGUSR2,)) {
+            if let Err(e) = self
+                .boot
+                .bind(py)
+                .call_method1("enable_traceback_dump", (libc::SIGUSR2,))
+            {
                 tracing::warn!("cannot register the traceback dump on SIGUSR2: {e}");
             }
         });

@@ -33,10 +33,17 @@ pub struct PythonInfo {
 /// Checks a virtualenv before Python is started, so a wrong one is reported plainly instead of
 /// as an import error later: it must exist and use the Python minor version of this build.
 pub fn check_venv(venv: &Path) -> Result<PathBuf, InterpError> {
-    let err = |reason: String| InterpError::Venv { venv: venv.to_path_buf(), reason };
+    let err = |reason: String| InterpError::Venv {
+        venv: venv.to_path_buf(),
+        reason,
+    };
     let cfg_path = venv.join("pyvenv.cfg");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .map_err(|e| err(format!("cannot read {}: {e} (is this a virtualenv?)", cfg_path.display())))?;
+    let cfg = std::fs::read_to_string(&cfg_path).map_err(|e| {
+        err(format!(
+            "cannot read {}: {e} (is this a virtualenv?)",
+            cfg_path.display()
+        ))
+    })?;
     let version = cfg.lines().find_map(|l| {
         let (k, v) = l.split_once('=')?;
         matches!(k.trim(), "version" | "version_info").then(|| v.trim().to_string())

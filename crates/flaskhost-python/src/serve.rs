@@ -48,7 +48,9 @@ pub fn serve_slots(app: &App, slots: Vec<UnixStream>, opts: SlotOptions) -> io::
         None => Ok(()),
     };
     for h in handles {
-        let r = h.join().unwrap_or_else(|_| Err(io::Error::other("slot thread panicked")));
+        let r = h
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("slot thread panicked")));
         if result.is_ok() {
             result = r;
         }
@@ -209,7 +211,9 @@ fn serve_one(app: &App, stream: UnixStream, opts: SlotOptions, pid: u32) -> io::
             let kind = py.detach(|| -> io::Result<Option<Kind>> {
                 let mut c = slot.lock();
                 loop {
-                    let Some(f) = c.read_frame()? else { return Ok(None) };
+                    let Some(f) = c.read_frame()? else {
+                        return Ok(None);
+                    };
                     match f.kind {
                         Kind::Request => {
                             head_buf.extend_from_slice(c.payload(&f));
@@ -235,7 +239,16 @@ fn serve_one(app: &App, stream: UnixStream, opts: SlotOptions, pid: u32) -> io::
             slot.begin(request_id);
             let head = request::decode(&head_buf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            handle(py, app_obj, boot, &sr, &mut environ, &slot, request_id, &head)?;
+            handle(
+                py,
+                app_obj,
+                boot,
+                &sr,
+                &mut environ,
+                &slot,
+                request_id,
+                &head,
+            )?;
         }
     })
 }
@@ -255,7 +268,12 @@ fn handle(
 ) -> io::Result<()> {
     let is_head = head.method == b"HEAD";
     sr.borrow_mut().reset(request_id, is_head);
-    let input = Input::new(slot.clone(), request_id, head.inline_body, head.body_streaming);
+    let input = Input::new(
+        slot.clone(),
+        request_id,
+        head.inline_body,
+        head.body_streaming,
+    );
     let outcome = (|| -> Result<(), ServeError> {
         let input = Bound::new(py, input)?.into_any();
         let env = environ.build(py, head, input)?;
@@ -291,7 +309,11 @@ fn handle(
             let started = sr.borrow().head_sent();
             tracing::error!(
                 "app error on {method} {path}{}:\n{tb}",
-                if started { " (after the response started; it is cut short)" } else { "" }
+                if started {
+                    " (after the response started; it is cut short)"
+                } else {
+                    ""
+                }
             );
             sr.borrow_mut().fail(py, e.to_string().as_str())
         }

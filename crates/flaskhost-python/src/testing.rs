@@ -15,13 +15,18 @@ pub fn checked_environ(frame: &[u8], opts: SlotOptions) -> Result<Vec<(String, S
             let head = flaskhost_ipc::request::decode(frame)
                 .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
             let mut b = EnvironBuilder::new(py, opts)?;
-            let io = py.import("io")?.call_method1("BytesIO", (pyo3::types::PyBytes::new(py, head.inline_body),))?;
+            let io = py.import("io")?.call_method1(
+                "BytesIO",
+                (pyo3::types::PyBytes::new(py, head.inline_body),),
+            )?;
             let env: Bound<'_, PyDict> = b.build(py, &head, io)?;
             let warnings = py.import("warnings")?;
             let ctx = warnings.call_method0("catch_warnings")?;
             ctx.call_method0("__enter__")?;
             warnings.call_method1("simplefilter", ("error",))?;
-            let checked = py.import("wsgiref.validate")?.call_method1("check_environ", (&env,));
+            let checked = py
+                .import("wsgiref.validate")?
+                .call_method1("check_environ", (&env,));
             ctx.call_method1("__exit__", (py.None(), py.None(), py.None()))?;
             checked?;
             let mut out = Vec::new();

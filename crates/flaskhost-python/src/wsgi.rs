@@ -35,7 +35,10 @@ pub(crate) struct Slot {
 
 impl Slot {
     pub(crate) fn new(conn: FrameConn) -> Arc<Slot> {
-        Arc::new(Slot { conn: Mutex::new(conn), current: AtomicU64::new(0) })
+        Arc::new(Slot {
+            conn: Mutex::new(conn),
+            current: AtomicU64::new(0),
+        })
     }
     /// Locks the connection. Callers are detached from the interpreter (see module docs).
     pub(crate) fn lock(&self) -> MutexGuard<'_, FrameConn> {
@@ -82,7 +85,13 @@ pub(crate) struct Input {
 
 impl Input {
     pub(crate) fn new(slot: Arc<Slot>, request: u64, inline: &[u8], more: bool) -> Input {
-        Input { slot, request, buf: inline.to_vec(), pos: 0, more }
+        Input {
+            slot,
+            request,
+            buf: inline.to_vec(),
+            pos: 0,
+            more,
+        }
     }
 
     fn available(&self) -> usize {
@@ -96,7 +105,9 @@ impl Input {
         }
         if !self.slot.is_current(self.request) {
             self.more = false;
-            return Err(PyOSError::new_err("wsgi.input read after its request ended"));
+            return Err(PyOSError::new_err(
+                "wsgi.input read after its request ended",
+            ));
         }
         if self.pos == self.buf.len() {
             self.buf.clear();
@@ -127,11 +138,15 @@ impl Input {
             }
             Ok(Kind::Abort) => {
                 self.more = false;
-                Err(PyOSError::new_err("client disconnected while sending the request body"))
+                Err(PyOSError::new_err(
+                    "client disconnected while sending the request body",
+                ))
             }
             Ok(k) => {
                 self.more = false;
-                Err(PyOSError::new_err(format!("protocol error: {k:?} while reading the body")))
+                Err(PyOSError::new_err(format!(
+                    "protocol error: {k:?} while reading the body"
+                )))
             }
             Err(e) => {
                 self.more = false;
@@ -242,7 +257,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, block_size = 8192))]
     fn new(filelike: Py<PyAny>, block_size: usize) -> Self {
-        FileWrapper { filelike, block_size: block_size.max(1) }
+        FileWrapper {
+            filelike,
+            block_size: block_size.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -250,7 +268,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1("read", (self.block_size,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.block_size,))?;
         Ok((data.len()? > 0).then_some(data))
     }
 
@@ -335,11 +356,16 @@ impl StartResponse {
                 let pair = item.cast::<PyTuple>().map_err(|_| {
                     PyTypeError::new_err(format!(
                         "response headers must be (name, value) tuples, got {}",
-                        item.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                        item.get_type()
+                            .name()
+                            .map(|n| n.to_string())
+                            .unwrap_or_default()
                     ))
                 })?;
                 if pair.len() != 2 {
-                    return Err(PyValueError::new_err("response header tuples have two items"));
+                    return Err(PyValueError::new_err(
+                        "response header tuples have two items",
+                    ));
                 }
                 let n = pair.get_item(0)?;
                 let v = pair.get_item(1)?;
@@ -445,12 +471,18 @@ impl StartResponse {
             .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?;
         let s = s.to_str()?;
         let b = s.as_bytes();
-        let code = (b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit) && b.get(3).is_none_or(|&c| c == b' '))
-            .then(|| u16::from(b[0] - b'0') * 100 + u16::from(b[1] - b'0') * 10 + u16::from(b[2] - b'0'))
-            .filter(|c| *c >= 100)
-            .ok_or_else(|| PyValueError::new_err(format!("status {s:?} is not like '200 OK'")))?;
+        let code = (b.len() >= 3
+            && b[..3].iter().all(u8::is_ascii_digit)
+            && b.get(3).is_none_or(|&c| c == b' '))
+        .then(|| {
+            u16::from(b[0] - b'0') * 100 + u16::from(b[1] - b'0') * 10 + u16::from(b[2] - b'0')
+        })
+        .filter(|c| *c >= 100)
+        .ok_or_else(|| PyValueError::new_err(format!("status {s:?} is not like '200 OK'")))?;
         if !headers.is_instance_of::<PyList>() && !headers.is_instance_of::<PyTuple>() {
-            return Err(PyTypeError::new_err("response headers must be a list of tuples"));
+            return Err(PyTypeError::new_err(
+                "response headers must be a list of tuples",
+            ));
         }
         self.status = code;
         self.headers = Some(headers.clone().unbind());
@@ -504,9 +536,9 @@ pub(crate) fn send_body(
         let block = fw.block_size.max(64 * 1024);
         loop {
             let data = f.call_method1("read", (block,))?;
-            let data = data.cast::<PyBytes>().map_err(|_| {
-                PyTypeError::new_err("the file wrapper's read() must return bytes")
-            })?;
+            let data = data
+                .cast::<PyBytes>()
+                .map_err(|_| PyTypeError::new_err("the file wrapper's read() must return bytes"))?;
             if data.as_bytes().is_empty() {
                 break;
             }

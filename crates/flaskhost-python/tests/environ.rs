@@ -14,13 +14,30 @@ fn python() {
     });
 }
 
-fn environ(meta: &RequestMeta<'_>, headers: &[(&str, &[u8])], body: &[u8]) -> BTreeMap<String, String> {
+fn environ(
+    meta: &RequestMeta<'_>,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+) -> BTreeMap<String, String> {
     python();
     let mut buf = Vec::new();
     let cl = (!body.is_empty()).then_some(body.len() as u64);
-    request::encode(&mut buf, meta, headers.iter().copied(), cl, BodyMode::Complete, body);
-    let opts = SlotOptions { multithread: true, multiprocess: false };
-    checked_environ(&buf[5..], opts).expect("valid environ").into_iter().collect()
+    request::encode(
+        &mut buf,
+        meta,
+        headers.iter().copied(),
+        cl,
+        BodyMode::Complete,
+        body,
+    );
+    let opts = SlotOptions {
+        multithread: true,
+        multiprocess: false,
+    };
+    checked_environ(&buf[5..], opts)
+        .expect("valid environ")
+        .into_iter()
+        .collect()
 }
 
 fn meta<'a>(method: &'a str, path: &'a str, query: &'a str) -> RequestMeta<'a> {
@@ -48,7 +65,11 @@ fn cgi_variables() {
         ("x-multi", b"b"),
         ("user-agent", b"t\xe9st"),
     ];
-    let env = environ(&meta("POST", "/app/caf%C3%A9/x", "q=1%202"), headers, b"hello");
+    let env = environ(
+        &meta("POST", "/app/caf%C3%A9/x", "q=1%202"),
+        headers,
+        b"hello",
+    );
     let get = |k: &str| env.get(k).map(String::as_str);
     assert_eq!(get("REQUEST_METHOD"), Some("POST"));
     assert_eq!(get("SCRIPT_NAME"), Some("/app"));

@@ -55,7 +55,10 @@ fn common_process_setup() {
 }
 
 fn load(args: &WorkerArgs) -> Result<App, String> {
-    let info = interp::start(&InterpOptions { venv: args.venv.clone() }).map_err(|e| e.to_string())?;
+    let info = interp::start(&InterpOptions {
+        venv: args.venv.clone(),
+    })
+    .map_err(|e| e.to_string())?;
     tracing::debug!(python = %info.version, executable = %info.executable, "python started");
     let app = app::load(&args.target).map_err(|e| e.to_string())?;
     app.enable_traceback_dump();
@@ -107,7 +110,10 @@ pub fn run_fork_server(args: &WorkerArgs, ctl: OwnedFd) -> i32 {
         );
     }
     let python = format!("Python {}", flaskhost_python::BUILD_PYTHON_VERSION);
-    let loaded = FromForkServer::Loaded { pid: std::process::id(), python };
+    let loaded = FromForkServer::Loaded {
+        pid: std::process::id(),
+        python,
+    };
     if loaded.send(ctl.as_fd()).is_err() {
         return 1;
     }
@@ -205,7 +211,10 @@ fn spawn(
     drop(slots);
     match r {
         Ok(pid) => FromForkServer::Spawned { id, pid },
-        Err(e) => FromForkServer::SpawnFailed { id, message: e.to_string() },
+        Err(e) => FromForkServer::SpawnFailed {
+            id,
+            message: e.to_string(),
+        },
     }
 }
 
@@ -215,12 +224,18 @@ fn reap(ctl: &OwnedFd) -> std::io::Result<()> {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(()),
             Ok(WaitStatus::Exited(pid, code)) => {
-                FromForkServer::Exited { pid: pid.as_raw() as u32, status: (code & 0xff) << 8 }
-                    .send(ctl.as_fd())?;
+                FromForkServer::Exited {
+                    pid: pid.as_raw() as u32,
+                    status: (code & 0xff) << 8,
+                }
+                .send(ctl.as_fd())?;
             }
             Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                FromForkServer::Exited { pid: pid.as_raw() as u32, status: sig as i32 }
-                    .send(ctl.as_fd())?;
+                FromForkServer::Exited {
+                    pid: pid.as_raw() as u32,
+                    status: sig as i32,
+                }
+                .send(ctl.as_fd())?;
             }
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,

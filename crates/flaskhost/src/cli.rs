@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "flaskhost", version, about = "One binary in front of a WSGI app: HTTP edge and supervised Python workers.")]
+#[command(
+    name = "flaskhost",
+    version,
+    about = "One binary in front of a WSGI app: HTTP edge and supervised Python workers."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
@@ -275,4 +279,3 @@ pub fn parse() -> Result<Cli, clap::Error> {
     let matches = cmd.try_get_matches()?;
     Cli::from_arg_matches(&matches)
 }
-

@@ -35,11 +35,21 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     crate::init_tracing(&cfg.log_level);
-    if let Some((dir, Err(e))) = cfg.chdir.as_ref().map(|d| (d, std::env::set_current_dir(d))) {
-        eprintln!("flaskhost: configuration error: `chdir`: cannot enter {}: {e}", dir.display());
+    if let Some((dir, Err(e))) = cfg
+        .chdir
+        .as_ref()
+        .map(|d| (d, std::env::set_current_dir(d)))
+    {
+        eprintln!(
+            "flaskhost: configuration error: `chdir`: cannot enter {}: {e}",
+            dir.display()
+        );
         return ExitCode::from(crate::EXIT_USAGE);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("flaskhost: cannot start the runtime: {e}");
@@ -80,7 +90,11 @@ fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
     Ok(PoolOptions {
         workers: cfg.workers.get(),
         threads: cfg.threads.get(),
-        mode: if cfg.lazy_apps { SpawnMode::Lazy } else { SpawnMode::Preload },
+        mode: if cfg.lazy_apps {
+            SpawnMode::Lazy
+        } else {
+            SpawnMode::Preload
+        },
         command: WorkerCommand { program, args },
         queue_size: cfg.queue_size,
         queue_timeout: cfg.queue_timeout,
@@ -214,8 +228,12 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let redirect_binds: Vec<flaskhost_config::Bind> =
-        cfg.edge.redirect_http.iter().map(|a| flaskhost_config::Bind::Tcp(*a)).collect();
+    let redirect_binds: Vec<flaskhost_config::Bind> = cfg
+        .edge
+        .redirect_http
+        .iter()
+        .map(|a| flaskhost_config::Bind::Tcp(*a))
+        .collect();
     let redirects = match flaskhost_front::bind(&redirect_binds, None, BACKLOG) {
         Ok(l) => l,
         Err(e) => {
@@ -230,7 +248,11 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     for l in &redirects {
         tracing::info!("listening on {} (redirects to https)", l.describe());
     }
-    let pids: Vec<String> = pool.worker_pids().iter().map(|(id, pid)| format!("{id}:{pid}")).collect();
+    let pids: Vec<String> = pool
+        .worker_pids()
+        .iter()
+        .map(|(id, pid)| format!("{id}:{pid}"))
+        .collect();
     tracing::info!(
         workers = %pids.join(","),
         "ready in {} ms",
@@ -275,7 +297,14 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         t.abort();
     }
     pool.shutdown(Duration::from_secs(5)).await;
-    let failed = matches!(*stop.lock().unwrap_or_else(|p| p.into_inner()), Some(Stop::Failed(_)));
+    let failed = matches!(
+        *stop.lock().unwrap_or_else(|p| p.into_inner()),
+        Some(Stop::Failed(_))
+    );
     tracing::info!("stopped");
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

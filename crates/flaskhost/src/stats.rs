@@ -33,7 +33,9 @@ pub async fn serve(bind: Bind, pool: Pool, started: Instant) {
             let _ = std::fs::remove_file(&path);
             let l = match tokio::net::UnixListener::bind(&path) {
                 Ok(l) => l,
-                Err(e) => return tracing::error!("stats: cannot listen on {}: {e}", path.display()),
+                Err(e) => {
+                    return tracing::error!("stats: cannot listen on {}: {e}", path.display());
+                }
             };
             tracing::info!("stats on unix:{}", path.display());
             while let Ok((mut s, _)) = l.accept().await {
@@ -63,8 +65,15 @@ fn table(doc: &serde_json::Value) -> String {
     let n = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     let mut s = format!(
         "flaskhost pid {}  up {}s  requests {}  exceptions {}  harakiri {}  respawns {}  queue {} (rejected {}, timed out {})\n",
-        doc["pid"], doc["uptime_seconds"], doc["requests"], doc["exceptions"], doc["harakiri"],
-        doc["respawns"], doc["queue"]["length"], doc["queue"]["rejections"], doc["queue"]["timeouts"],
+        doc["pid"],
+        doc["uptime_seconds"],
+        doc["requests"],
+        doc["exceptions"],
+        doc["harakiri"],
+        doc["respawns"],
+        doc["queue"]["length"],
+        doc["queue"]["rejections"],
+        doc["queue"]["timeouts"],
     );
     s.push_str(&format!(
         "{:>4} {:>8} {:>9} {:>10} {:>6} {:>9} {:>9} {:>8} {:>8}\n",

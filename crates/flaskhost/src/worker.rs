@@ -17,7 +17,10 @@ pub fn run(args: cli::WorkerArgs) -> ExitCode {
             app_dir: args.app_dir,
         },
         venv: args.venv,
-        slot_options: Slots { multithread: args.multithread, multiprocess: args.multiprocess },
+        slot_options: Slots {
+            multithread: args.multithread,
+            multiprocess: args.multiprocess,
+        },
     };
     let code = if args.fork_server {
         let Some(fd) = args.control_fd else {
@@ -30,11 +33,17 @@ pub fn run(args: cli::WorkerArgs) -> ExitCode {
         flaskhost_worker::run_fork_server(&wargs, ctl)
     } else {
         if args.slot_fds.is_empty() {
-            eprintln!("flaskhost worker: this command is started by `flaskhost serve`, not by hand");
+            eprintln!(
+                "flaskhost worker: this command is started by `flaskhost serve`, not by hand"
+            );
             return ExitCode::from(crate::EXIT_USAGE);
         }
         // SAFETY: as above, one descriptor per slot, owned by nothing else here.
-        let slots = args.slot_fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
+        let slots = args
+            .slot_fds
+            .iter()
+            .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
         flaskhost_worker::run_lazy_worker(&wargs, slots)
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))

@@ -7,11 +7,21 @@ use std::process::Command;
 
 fn workspace_deps() -> BTreeMap<String, BTreeSet<String>> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     let mut map = BTreeMap::new();
     for pkg in meta["packages"].as_array().expect("packages") {
@@ -49,9 +59,15 @@ fn only_flaskhost_python_depends_on_pyo3() {
     for (krate, deps) in &map {
         let direct: Vec<_> = deps.iter().filter(|d| d.starts_with("pyo3")).collect();
         if krate == "flaskhost-python" {
-            assert!(!direct.is_empty(), "flaskhost-python should be the crate that uses pyo3");
+            assert!(
+                !direct.is_empty(),
+                "flaskhost-python should be the crate that uses pyo3"
+            );
         } else {
-            assert!(direct.is_empty(), "{krate} depends on {direct:?}; only flaskhost-python may");
+            assert!(
+                direct.is_empty(),
+                "{krate} depends on {direct:?}; only flaskhost-python may"
+            );
         }
     }
 }
@@ -60,8 +76,16 @@ fn only_flaskhost_python_depends_on_pyo3() {
 fn front_pool_ipc_config_never_reach_python() {
     let map = workspace_deps();
     // The graph is really read: the binary does reach Python.
-    assert!(closure(&map, "flaskhost").contains("pyo3"), "dependency graph looks empty");
-    for krate in ["flaskhost-front", "flaskhost-pool", "flaskhost-ipc", "flaskhost-config"] {
+    assert!(
+        closure(&map, "flaskhost").contains("pyo3"),
+        "dependency graph looks empty"
+    );
+    for krate in [
+        "flaskhost-front",
+        "flaskhost-pool",
+        "flaskhost-ipc",
+        "flaskhost-config",
+    ] {
         let all = closure(&map, krate);
         for forbidden in ["flaskhost-python", "flaskhost-worker", "pyo3", "pyo3-ffi"] {
             assert!(!all.contains(forbidden), "{krate} reaches {forbidden}");
@@ -74,7 +98,10 @@ fn only_ipc_and_config_use_serde_or_define_the_wire() {
     let map = workspace_deps();
     for (krate, deps) in &map {
         if deps.contains("serde") {
-            assert_eq!(krate, "flaskhost-config", "{krate} uses serde; wire and serialised types live in flaskhost-ipc and flaskhost-config");
+            assert_eq!(
+                krate, "flaskhost-config",
+                "{krate} uses serde; wire and serialised types live in flaskhost-ipc and flaskhost-config"
+            );
         }
     }
 }
