@@ -78,7 +78,27 @@ pub struct StaticFiles {
     mounts: Vec<Mount>,
     cache: Mutex<Cache>,
     max_cached_file: u64,
+    /// Files answered from memory without leaving the runtime thread, keyed by the requested
+    /// path and the encodings the client accepts (see [`Fresh`]).
+    fresh: Mutex<HashMap<(PathBuf, Vec<Encoding>), Fresh>>,
 }
+
+/// What a small file's last full lookup (resolution, symlink policy, sibling choice, read)
+/// found, and the stamps of the requested path and each candidate sibling at that moment. A
+/// request whose own `stat`s of the same paths give the same stamps gets the same answer, so
+/// the common case costs one `statx` per candidate and no blocking-pool hop, while any change
+/// on disk (content, a sibling appearing, a symlink retargeted) falls back to the full lookup.
+#[derive(Debug)]
+struct Fresh {
+    stamps: Vec<Option<Stamp>>,
+    mime_path: PathBuf,
+    encoding: Option<Encoding>,
+    stamp: Stamp,
+    bytes: Bytes,
+}
+
+/// Entries kept in the fresh map before it is cleared (a bound, not a tuning knob).
+const FRESH_MAX: usize = 4096;
 
 /// A mount that matched a request path, and the path's remainder.
 pub(crate) struct Hit<'a> {
@@ -142,6 +162,7 @@ impl StaticFiles {
                 total: 0,
                 capacity: cache_size,
             }),
+            fresh: Mutex::new(HashMap::new()),
             max_cached_file: if cache_size == 0 {
                 0
             } else {
@@ -205,10 +226,21 @@ impl StaticFiles {
         } else {
             Vec::new()
         };
+        // The fast path: same stamps as the last full lookup, same answer, from memory.
+        let stamps = candidate_stamps(&file, &encodings);
+        let key = (file, encodings);
+        if let Some(opened) = self.fresh_hit(&key, &stamps) {
+            return self.build(mount, opened, method, headers);
+        }
+        let (file, encodings) = key;
         let policy = mount.cfg.symlinks;
         let this = self.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            this.open_file(&file, root.as_deref(), policy, &encodings)
+            let r = this.open_file(&file, root.as_deref(), policy, &encodings);
+            if let Ok(o) = &r {
+                this.remember(file, encodings, stamps, o);
+            }
+            r
         })
         .await;
         let opened = match opened {
@@ -220,6 +252,61 @@ impl StaticFiles {
             }
         };
         self.build(mount, opened, method, headers)
+    }
+
+    fn fresh_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, Vec<Encoding>), Fresh>> {
+        self.fresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fresh_hit(
+        &self,
+        key: &(PathBuf, Vec<Encoding>),
+        stamps: &[Option<Stamp>],
+    ) -> Option<Opened> {
+        // A file that is not there never has a fresh entry: its lookup gives the error.
+        stamps.first()?.as_ref()?;
+        let map = self.fresh_lock();
+        let f = map.get(key).filter(|f| f.stamps == stamps)?;
+        Some(Opened {
+            mime_path: f.mime_path.clone(),
+            encoding: f.encoding,
+            stamp: f.stamp,
+            content: Content::Memory(f.bytes.clone()),
+        })
+    }
+
+    /// Records a full lookup that ended in memory, with the stamps taken before it.
+    fn remember(
+        &self,
+        file: PathBuf,
+        encodings: Vec<Encoding>,
+        stamps: Vec<Option<Stamp>>,
+        o: &Opened,
+    ) {
+        let Content::Memory(bytes) = &o.content else {
+            return;
+        };
+        // Stamps taken before the lookup that no longer describe what was read would only
+        // cause a miss next time; skip the entry when the main file's stamp already differs.
+        if o.encoding.is_none() && stamps.first().copied().flatten() != Some(o.stamp) {
+            return;
+        }
+        let mut map = self.fresh_lock();
+        if map.len() >= FRESH_MAX {
+            map.clear();
+        }
+        map.insert(
+            (file, encodings),
+            Fresh {
+                stamps,
+                mime_path: o.mime_path.clone(),
+                encoding: o.encoding,
+                stamp: o.stamp,
+                bytes: bytes.clone(),
+            },
+        );
     }
 
     /// Resolves, checks and opens the file (blocking). Small files come back read (from the
@@ -469,6 +556,25 @@ impl Cache {
     }
 }
 
+/// The stamps (following symlinks) of the requested file and of each precompressed sibling
+/// the client would accept, `None` where there is no regular file.
+fn candidate_stamps(file: &Path, encodings: &[Encoding]) -> Vec<Option<Stamp>> {
+    let stamp = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| Stamp::of(&m))
+    };
+    let mut out = Vec::with_capacity(1 + encodings.len());
+    out.push(stamp(file));
+    for enc in encodings {
+        let mut sib = file.as_os_str().to_owned();
+        sib.push(enc.suffix());
+        out.push(stamp(Path::new(&sib)));
+    }
+    out
+}
+
 /// Resolves `file` by the symlink policy. `root` is the mount's canonical directory (`None`
 /// for a single-file mount, which serves exactly the configured file).
 fn resolve(file: &Path, root: Option<&Path>, policy: SymlinkPolicy) -> Result<PathBuf, StatusCode> {
@@ -555,7 +661,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A content coding of a precompressed sibling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Encoding {
     Br,
     Zstd,
