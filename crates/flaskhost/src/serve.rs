@@ -258,6 +258,15 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         "ready in {} ms",
         started.elapsed().as_millis()
     );
+    let notifier = Arc::new(crate::notify::Notifier::from_env());
+    notifier.send(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=serving {} with {} workers",
+        std::process::id(),
+        spec,
+        pids.len()
+    ));
+    let watchdog = crate::notify::Notifier::watchdog_interval()
+        .map(|every| tokio::spawn(notifier.clone().watchdog(every)));
 
     let stats_task = cfg
         .lifecycle
@@ -267,6 +276,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     let router = flaskhost_front::edge_router(Arc::new(pool.clone()), &front_opts, &edge);
     let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
     let shutdown = {
+        let stopping = notifier.clone();
         let (pool, stop, grace) = (pool.clone(), stop.clone(), cfg.graceful_timeout);
         async move {
             let s = signals.wait_for_stop(&pool).await;
@@ -285,6 +295,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
                 }
             };
             *stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+            stopping.send("STOPPING=1\nSTATUS=draining");
             grace
         }
     };
@@ -294,6 +305,9 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         tracing::warn!("connections still open at the deadline were closed");
     }
     if let Some(t) = stats_task {
+        t.abort();
+    }
+    if let Some(t) = watchdog {
         t.abort();
     }
     pool.shutdown(Duration::from_secs(5)).await;
