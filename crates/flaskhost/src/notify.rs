@@ -28,20 +28,23 @@ impl Notifier {
 
     /// Sends `state` (e.g. `READY=1\nSTATUS=…`); failures are logged, never fatal.
     pub fn send(&self, state: &str) {
-        if let Some((sock, addr)) = &self.target {
-            if let Err(e) = sock.send_to_addr(state.as_bytes(), addr) {
-                tracing::warn!("systemd notify failed: {e}");
-            }
+        if let Some(Err(e)) = self
+            .target
+            .as_ref()
+            .map(|(sock, addr)| sock.send_to_addr(state.as_bytes(), addr))
+        {
+            tracing::warn!("systemd notify failed: {e}");
         }
     }
 
     /// The watchdog interval systemd asked for (`WatchdogSec=`), if it is meant for us.
     pub fn watchdog_interval() -> Option<Duration> {
         let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-        if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-            if pid.parse::<u32>().ok() != Some(std::process::id()) {
-                return None;
-            }
+        let for_us = std::env::var("WATCHDOG_PID").map_or(true, |pid| {
+            pid.parse::<u32>().ok() == Some(std::process::id())
+        });
+        if !for_us {
+            return None;
         }
         (usec > 0).then(|| Duration::from_micros(usec))
     }
