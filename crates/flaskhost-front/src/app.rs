@@ -25,6 +25,10 @@ pub struct ConnInfo {
     pub https: bool,
 }
 
+/// The answer to one dispatch: the app's response, or why there is none.
+pub type DispatchFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>;
+
 /// Where app requests go. The pool implements it; service tests use a fake.
 pub trait Upstream: Send + Sync + 'static {
     fn dispatch<'a>(
@@ -32,9 +36,7 @@ pub trait Upstream: Send + Sync + 'static {
         meta: &'a RequestMeta<'a>,
         headers: &'a http::HeaderMap,
         body: RequestBody,
-    ) -> Pin<
-        Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>,
-    >;
+    ) -> DispatchFuture<'a>;
 }
 
 impl Upstream for Pool {
@@ -43,9 +45,7 @@ impl Upstream for Pool {
         meta: &'a RequestMeta<'a>,
         headers: &'a http::HeaderMap,
         body: RequestBody,
-    ) -> Pin<
-        Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>,
-    > {
+    ) -> DispatchFuture<'a> {
         Box::pin(Pool::dispatch(self, meta, headers, body))
     }
 }

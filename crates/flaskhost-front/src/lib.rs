@@ -20,7 +20,7 @@ mod static_files;
 mod tls;
 
 pub use access_log::AccessLog;
-pub use app::{ConnInfo, Upstream};
+pub use app::{ConnInfo, DispatchFuture, Upstream};
 pub use conn::{ConnLimits, Verdict};
 pub use forwarded::TrustedProxies;
 pub use headers::{HeaderError, ResponseHeaders, SECURITY_HEADERS};

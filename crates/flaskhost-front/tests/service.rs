@@ -2,14 +2,13 @@
 //! Service tests of the front's router with a fake upstream: what reaches the pool, and how
 //! every pool failure is answered. No sockets, no workers.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use flaskhost_front::{ConnInfo, FrontOptions, Upstream};
+use flaskhost_front::{ConnInfo, DispatchFuture, FrontOptions, Upstream};
 use flaskhost_ipc::request::{RequestMeta, Version};
 use flaskhost_pool::{DispatchError, RequestBody, ResponseBody};
 use http::{Request, StatusCode};
@@ -42,9 +41,7 @@ impl Upstream for Fake {
         meta: &'a RequestMeta<'a>,
         _headers: &'a http::HeaderMap,
         body: RequestBody,
-    ) -> Pin<
-        Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>,
-    > {
+    ) -> DispatchFuture<'a> {
         Box::pin(async move {
             let collected = body.collect().await;
             let body = match collected {

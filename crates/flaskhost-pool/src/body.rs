@@ -12,26 +12,9 @@ use crate::error::StreamError;
 
 pub enum ResponseBody {
     Full(Option<Bytes>),
-    Stream(Stream),
-}
-
-/// A streamed body. An error right after data is held back for one poll: hyper buffers the
-/// data and would drop the connection on the error before flushing it, losing bytes the app
-/// produced. Returning `Pending` once (with a wake-up) lets hyper flush first.
-pub struct Stream {
-    rx: mpsc::Receiver<Result<Bytes, StreamError>>,
-    after_data: bool,
-    deferred: Option<StreamError>,
-}
-
-impl Stream {
-    pub(crate) fn new(rx: mpsc::Receiver<Result<Bytes, StreamError>>) -> Stream {
-        Stream {
-            rx,
-            after_data: false,
-            deferred: None,
-        }
-    }
+    /// Pieces from the worker. (That bytes sent before an error reach the client despite
+    /// hyper's buffering is the front's job: it wraps every response body for hyper.)
+    Stream(mpsc::Receiver<Result<Bytes, StreamError>>),
 }
 
 impl ResponseBody {
@@ -54,27 +37,7 @@ impl http_body::Body for ResponseBody {
                     .filter(|b| !b.is_empty())
                     .map(|b| Ok(Frame::data(b))),
             ),
-            ResponseBody::Stream(s) => {
-                if let Some(e) = s.deferred.take() {
-                    return Poll::Ready(Some(Err(e)));
-                }
-                match s.rx.poll_recv(cx) {
-                    Poll::Ready(Some(Ok(b))) => {
-                        s.after_data = true;
-                        Poll::Ready(Some(Ok(Frame::data(b))))
-                    }
-                    Poll::Ready(Some(Err(e))) if s.after_data => {
-                        s.after_data = false;
-                        s.deferred = Some(e);
-                        cx.waker().wake_by_ref();
-                        Poll::Pending
-                    }
-                    other => {
-                        s.after_data = false;
-                        other.map(|o| o.map(|r| r.map(Frame::data)))
-                    }
-                }
-            }
+            ResponseBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
 

@@ -450,7 +450,7 @@ pub(crate) async fn dispatch(
         None => {
             let (tx, rx) = mpsc::channel(4);
             tokio::spawn(pump(ex, tx));
-            Ok(resp.map(|()| ResponseBody::Stream(crate::body::Stream::new(rx))))
+            Ok(resp.map(|()| ResponseBody::Stream(rx)))
         }
     }
 }
