@@ -27,7 +27,7 @@ use http::{HeaderMap, Response};
 pub use body::ResponseBody;
 pub use error::{BoxError, DispatchError, StreamError};
 pub use spawn::{SpawnMode, WorkerCommand};
-pub use stats::{PoolStats, WorkerStats, WorkerStatus, rss_bytes};
+pub use stats::{PoolStats, RestartReason, WorkerStats, WorkerStatus, rss_bytes};
 pub use supervisor::{StartError, WorkerEvent};
 
 /// The request body as the pool takes it (the front boxes whatever hyper gives it).
@@ -106,6 +106,15 @@ pub(crate) struct Counters {
     pub(crate) respawns: AtomicU64,
     pub(crate) queue_rejections: AtomicU64,
     pub(crate) queue_timeouts: AtomicU64,
+    /// Replacements started, indexed by `RestartReason as usize - 1`.
+    pub(crate) restarts: [AtomicU64; RestartReason::ALL.len()],
+}
+
+impl Counters {
+    pub(crate) fn restart(&self, reason: RestartReason) {
+        self.respawns.fetch_add(1, Relaxed);
+        self.restarts[reason as usize - 1].fetch_add(1, Relaxed);
+    }
 }
 
 impl Shared {
@@ -122,6 +131,7 @@ impl Shared {
         {
             let _ = self.events.send(WorkerEvent::Recycle {
                 info: worker.clone(),
+                kind: RestartReason::MaxRequests,
                 reason: format!("served {served} requests (max-requests {max})"),
             });
         }
@@ -179,6 +189,10 @@ impl Pool {
             exceptions: c.exceptions.load(Relaxed),
             harakiri: c.harakiri.load(Relaxed),
             respawns: c.respawns.load(Relaxed),
+            restarts: RestartReason::ALL
+                .iter()
+                .map(|r| (*r, c.restarts[*r as usize - 1].load(Relaxed)))
+                .collect(),
         }
     }
 

@@ -33,6 +33,10 @@ pub struct WorkerInfo {
     pub(crate) busy_micros: std::sync::atomic::AtomicU64,
     /// It was killed for overrunning the timeout.
     pub(crate) harakiri: AtomicBool,
+    /// Why the supervisor killed it, if it did (counted as that restart reason on exit).
+    pub(crate) killed_for: std::sync::atomic::AtomicU8,
+    /// All its slots reported ready and were handed to the queue.
+    ready: AtomicBool,
 }
 
 impl WorkerInfo {
@@ -49,6 +53,8 @@ impl WorkerInfo {
             exceptions: std::sync::atomic::AtomicU64::new(0),
             busy_micros: std::sync::atomic::AtomicU64::new(0),
             harakiri: AtomicBool::new(false),
+            killed_for: std::sync::atomic::AtomicU8::new(0),
+            ready: AtomicBool::new(false),
         })
     }
     /// Alive and not retiring: may take new requests.
@@ -60,6 +66,12 @@ impl WorkerInfo {
     }
     pub fn retire(&self) {
         self.retiring.store(true, Ordering::Relaxed);
+    }
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
     pub fn is_retiring(&self) -> bool {
         self.retiring.load(Ordering::Relaxed)

@@ -7,6 +7,8 @@ use crate::slot::WorkerInfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WorkerStatus {
+    /// Started, importing the app or not yet handed work.
+    Starting,
     Idle,
     Busy,
     /// Replaced, finishing what it holds.
@@ -16,6 +18,7 @@ pub enum WorkerStatus {
 impl WorkerStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            WorkerStatus::Starting => "starting",
             WorkerStatus::Idle => "idle",
             WorkerStatus::Busy => "busy",
             WorkerStatus::Retiring => "retiring",
@@ -52,6 +55,50 @@ pub struct PoolStats {
     pub exceptions: u64,
     pub harakiri: u64,
     pub respawns: u64,
+    /// Workers started to replace another, by reason (every reason listed, zeros included).
+    pub restarts: Vec<(RestartReason, u64)>,
+}
+
+/// Why a worker was replaced (the `reason` label of the restart counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RestartReason {
+    /// It died on its own (exit, signal, crash).
+    Crash = 1,
+    /// It overran the request timeout and was killed.
+    Harakiri,
+    MaxRequests,
+    MaxLifetime,
+    ReloadOnRss,
+    EvilReloadOnRss,
+    /// The app was reloaded (SIGHUP, `flaskhost reload`, touch-reload).
+    Reload,
+}
+
+impl RestartReason {
+    pub const ALL: [RestartReason; 7] = [
+        RestartReason::Crash,
+        RestartReason::Harakiri,
+        RestartReason::MaxRequests,
+        RestartReason::MaxLifetime,
+        RestartReason::ReloadOnRss,
+        RestartReason::EvilReloadOnRss,
+        RestartReason::Reload,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartReason::Crash => "crash",
+            RestartReason::Harakiri => "harakiri",
+            RestartReason::MaxRequests => "max_requests",
+            RestartReason::MaxLifetime => "max_worker_lifetime",
+            RestartReason::ReloadOnRss => "reload_on_rss",
+            RestartReason::EvilReloadOnRss => "evil_reload_on_rss",
+            RestartReason::Reload => "reload",
+        }
+    }
+    pub(crate) fn from_u8(v: u8) -> Option<RestartReason> {
+        RestartReason::ALL.into_iter().find(|r| *r as u8 == v)
+    }
 }
 
 pub(crate) fn worker_stats(w: &WorkerInfo, respawns: u64) -> WorkerStats {
@@ -68,6 +115,8 @@ pub(crate) fn worker_stats(w: &WorkerInfo, respawns: u64) -> WorkerStats {
         pid: w.pid,
         status: if w.is_retiring() {
             WorkerStatus::Retiring
+        } else if !w.is_ready() {
+            WorkerStatus::Starting
         } else if busy_slots > 0 {
             WorkerStatus::Busy
         } else {
@@ -142,7 +191,14 @@ impl PoolStats {
                 w.respawns,
             );
         }
-        s.push_str("]}\n");
+        s.push_str("],\"restarts\":{");
+        for (i, (reason, n)) in self.restarts.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "\"{}\":{n}", reason.as_str());
+        }
+        s.push_str("}}\n");
         s
     }
 }

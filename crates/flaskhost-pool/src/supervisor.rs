@@ -12,6 +12,7 @@ use thiserror::Error;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::stats::RestartReason;
 use crate::Shared;
 use crate::slot::{Slot, WorkerInfo};
 use crate::spawn::{self, ForkServer, Registry, SpawnMode, Started};
@@ -51,6 +52,7 @@ pub enum WorkerEvent {
     /// A worker has done its share (max-requests, lifetime, memory): start its replacement.
     Recycle {
         info: Arc<WorkerInfo>,
+        kind: RestartReason,
         reason: String,
     },
     ForkServerGone,
@@ -136,6 +138,7 @@ impl Supervisor {
         started.sort_by_key(|(i, _)| i.id);
         for (info, slots) in started {
             tracing::info!(id = info.id, pid = info.pid, "worker started");
+            info.mark_ready();
             for s in slots {
                 shared.queue.release(s);
             }
@@ -251,7 +254,13 @@ impl Supervisor {
                         pid,
                         "worker exited ({status}); starting a replacement"
                     );
-                    self.schedule(info.id, entry.1, None);
+                    let cause = if info.harakiri.load(Ordering::Relaxed) {
+                        RestartReason::Harakiri
+                    } else {
+                        RestartReason::from_u8(info.killed_for.load(Ordering::Relaxed))
+                            .unwrap_or(RestartReason::Crash)
+                    };
+                    self.schedule(info.id, entry.1, None, Some(cause));
                 }
                 WorkerEvent::Started {
                     id,
@@ -265,6 +274,7 @@ impl Supervisor {
                     }
                     history.entry(id).or_insert((Instant::now(), 0)).0 = Instant::now();
                     tracing::info!(id, pid = info.pid, "worker started");
+                    info.mark_ready();
                     for s in slots {
                         self.shared.queue.release(s);
                     }
@@ -287,11 +297,13 @@ impl Supervisor {
                     tracing::error!(id, "worker failed to start: {reason}");
                     match replaces {
                         // The old worker keeps serving; try its replacement again later.
-                        Some(old) if old.is_alive() => self.schedule(id, entry.1.max(2), Some(old)),
-                        _ => self.schedule(id, entry.1, None),
+                        Some(old) if old.is_alive() => {
+                            self.schedule(id, entry.1.max(2), Some(old), None);
+                        }
+                        _ => self.schedule(id, entry.1, None, None),
                     }
                 }
-                WorkerEvent::Recycle { info, reason } => {
+                WorkerEvent::Recycle { info, kind, reason } => {
                     if stopping || !info.is_alive() {
                         continue;
                     }
@@ -300,7 +312,7 @@ impl Supervisor {
                         pid = info.pid,
                         "worker {reason}; starting its replacement"
                     );
-                    self.schedule(info.id, 0, Some(info));
+                    self.schedule(info.id, 0, Some(info), Some(kind));
                 }
                 WorkerEvent::ForkServerGone => {
                     if !stopping {
@@ -315,7 +327,14 @@ impl Supervisor {
 
     /// Starts a replacement for worker `id` after a delay that grows while it keeps dying
     /// young (0, 0.25 s, 0.5 s, … up to 30 s), so a crash loop never spins the CPU.
-    fn schedule(self: &Arc<Self>, id: u32, failures: u32, replaces: Option<Arc<WorkerInfo>>) {
+    /// `cause` is counted as a restart (a retry after a failed start is not).
+    fn schedule(
+        self: &Arc<Self>,
+        id: u32,
+        failures: u32,
+        replaces: Option<Arc<WorkerInfo>>,
+        cause: Option<RestartReason>,
+    ) {
         let delay = match failures {
             0 | 1 => Duration::ZERO,
             n => Duration::from_millis(250u64.saturating_mul(1 << (n - 2).min(7)))
@@ -334,10 +353,9 @@ impl Supervisor {
             .unwrap_or_else(|p| p.into_inner())
             .entry(id)
             .or_insert(0) += 1;
-        self.shared
-            .counters
-            .respawns
-            .fetch_add(1, Ordering::Relaxed);
+        if let Some(cause) = cause {
+            self.shared.counters.restart(cause);
+        }
         let sup = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -405,25 +423,30 @@ impl Supervisor {
                         "worker RSS {mib} MiB is over evil-reload-on-rss ({} MiB): killing it",
                         limit / (1024 * 1024)
                     );
+                    w.killed_for
+                        .store(RestartReason::EvilReloadOnRss as u8, Ordering::Relaxed);
                     w.kill();
                     continue;
                 }
-                let reason = if let Some(limit) = rules.reload_on_rss.filter(|l| rss > *l) {
-                    format!(
+                let (kind, reason) = if let Some(limit) = rules.reload_on_rss.filter(|l| rss > *l) {
+                    let why = format!(
                         "uses {mib} MiB RSS (reload-on-rss {} MiB)",
                         limit / (1024 * 1024)
-                    )
+                    );
+                    (RestartReason::ReloadOnRss, why)
                 } else if let Some(life) = rules.max_lifetime.filter(|l| {
                     let extra = crate::jitter(w.pid, l.as_secs() / 10);
                     w.started.elapsed() > *l + Duration::from_secs(extra)
                 }) {
-                    format!("is older than max-worker-lifetime ({life:?})")
+                    let why = format!("is older than max-worker-lifetime ({life:?})");
+                    (RestartReason::MaxLifetime, why)
                 } else {
                     continue;
                 };
                 if w.claim_replacement() {
                     let _ = self.events.send(WorkerEvent::Recycle {
                         info: w.clone(),
+                        kind,
                         reason,
                     });
                 }
