@@ -1,6 +1,7 @@
 """What happens when the app or its worker fails: an exception (500, the worker stays), a worker
-that dies (502 for its request only, exactly one replacement), a request that exceeds --timeout
-(504, the worker is replaced). Uses tests/apps/failures.py."""
+that dies (502 for its request only, exactly one replacement; an idempotent request is first sent
+once to another worker), a request that exceeds --timeout (504, the worker is replaced). Uses
+tests/apps/failures.py."""
 
 import concurrent.futures as cf
 import os
@@ -44,11 +45,12 @@ def test_app_exception_is_500_and_worker_keeps_serving(serve, app_mode):
 
 @pytest.mark.parametrize("route", ["/exit", "/segfault"])
 def test_dead_worker_is_502_and_replaced(serve, app_mode, route):
+    """POST is not idempotent, so it is never sent to a second worker: 502, one replacement."""
     server = serve(APP, *app_mode)
     [first] = server.wait_for_workers(1)
     before = worker_pid(server)
     assert first["pid"] == before
-    r = server.get(route)
+    r = requests.post(server.url + route, timeout=HTTP_TIMEOUT)
     assert r.status_code == 502
     workers = server.wait_for_workers(2)
     replacement = workers[1]["pid"]
@@ -59,11 +61,27 @@ def test_dead_worker_is_502_and_replaced(serve, app_mode, route):
     assert len(server.workers()) == 2, "exactly one replacement worker"
 
 
+def test_query_of_death_is_retried_once_only(serve):
+    """A GET whose worker dies before answering goes to one other worker, never a third: a
+    request that kills every worker it reaches takes down two, then gets its 502."""
+    server = serve(APP)
+    before = worker_pid(server)
+    start = len(server.lines())
+    assert server.get("/exit").status_code == 502
+    server.wait_for_line(r"GET /exit goes to another worker", start=start)
+    workers = server.wait_for_workers(3)
+    assert workers[0]["pid"] == before
+    assert worker_pid(server) == workers[2]["pid"]
+    assert len(server.workers()) == 3, "two workers died, each replaced once"
+    retries = [line for line in server.lines()[start:] if "goes to another worker" in line]
+    assert len(retries) == 1, retries
+
+
 def test_repeated_crashes_keep_being_replaced(serve):
     server = serve(APP)
     seen = {worker_pid(server)}
     for n in range(3):
-        assert server.get("/exit").status_code == 502
+        assert requests.post(server.url + "/exit", timeout=HTTP_TIMEOUT).status_code == 502
         server.wait_for_workers(2 + n)
         pid = worker_pid(server)
         assert pid not in seen
@@ -74,21 +92,22 @@ def test_repeated_crashes_keep_being_replaced(serve):
 @pytest.mark.timeout(90)
 def test_kill9_of_busy_worker_fails_only_its_request(serve, tmp_path):
     """Three workers, each busy with one slow request; the victim's worker gets SIGKILL. Only the
-    victim's request fails (502); the others complete; exactly one new worker starts."""
+    victim's request (a POST, so not retried) fails (502); the others complete; exactly one new
+    worker starts."""
     server = serve(APP, workers=3)
     initial = server.wait_for_workers(3)
     initial_pids = {w["pid"] for w in initial}
     assert len(initial_pids) == 3
 
-    def slow(tag, seconds):
-        return requests.get(server.url + "/slow",
-                            params={"s": seconds, "tag": tag, "dir": str(tmp_path)},
-                            timeout=HTTP_TIMEOUT)
+    def slow(tag, seconds, method="GET"):
+        return requests.request(method, server.url + "/slow",
+                                params={"s": seconds, "tag": tag, "dir": str(tmp_path)},
+                                timeout=HTTP_TIMEOUT)
 
     with cf.ThreadPoolExecutor(3) as pool:
         others = [pool.submit(slow, f"other{i}", 5) for i in range(2)]
         other_pids = {wait_pid_file(tmp_path, f"other{i}") for i in range(2)}
-        victim = pool.submit(slow, "victim", 30)
+        victim = pool.submit(slow, "victim", 30, "POST")
         victim_pid = wait_pid_file(tmp_path, "victim")
         assert victim_pid in initial_pids
         assert victim_pid not in other_pids, "the victim should be on its own worker"
@@ -110,6 +129,27 @@ def test_kill9_of_busy_worker_fails_only_its_request(serve, tmp_path):
     assert all(r.status_code == 200 for r in results)
     assert {r.json()["pid"] for r in results} <= expected
     assert len(server.workers()) == 4, "exactly one replacement worker"
+
+
+def test_kill9_during_a_get_is_retried_on_another_worker(serve, tmp_path):
+    """The worker holding a GET is killed before answering: the request is sent to another
+    worker and the client gets its 200, never knowing."""
+    server = serve(APP, workers=2)
+    server.wait_for_workers(2)
+    start = len(server.lines())
+    with cf.ThreadPoolExecutor(1) as pool:
+        victim = pool.submit(lambda: requests.get(
+            server.url + "/slow", params={"s": 1, "tag": "victim", "dir": str(tmp_path)},
+            timeout=HTTP_TIMEOUT))
+        victim_pid = wait_pid_file(tmp_path, "victim")
+        (tmp_path / "victim.pid").unlink()
+        os.kill(victim_pid, signal.SIGKILL)
+        r = victim.result(timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200
+    assert r.json()["pid"] != victim_pid
+    assert wait_pid_file(tmp_path, "victim") == r.json()["pid"], "the retry ran the request again"
+    server.wait_for_line(r"GET /slow goes to another worker", start=start)
+    server.wait_for_workers(3)
 
 
 @pytest.fixture

@@ -142,6 +142,14 @@ impl Exchange {
     }
 }
 
+/// Methods a client may send twice with the effect of once (RFC 9110 §9.2.2).
+fn is_idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
 /// Reads and discards the rest of a request body the app did not read, so the client's
 /// connection stays usable for its next request (nginx discards unread bodies the same way).
 /// The body is already capped at max-body-size; each read waits at most `timeout`.
@@ -294,72 +302,96 @@ pub(crate) async fn dispatch(
         aborting: false,
         busy: None,
     };
+    // A request whose worker dies before answering is sent again once, to another worker, when
+    // that is safe: its method is idempotent (RFC 9110) and its whole body is still here (nginx
+    // `proxy_next_upstream error`, which also skips POST and PATCH). Once only, so a request
+    // that kills every worker it touches (a query of death) takes down at most two.
+    let retry_allowed = complete && is_idempotent(meta.method);
+    let mut retried = false;
     let mut attempts = 0;
-    loop {
-        let mut slot = match shared.queue.acquire(opts.queue_timeout).await {
-            Ok(s) => s,
-            Err(e) => {
-                let c = match e {
-                    DispatchError::QueueFull { .. } => &shared.counters.queue_rejections,
-                    _ => &shared.counters.queue_timeouts,
-                };
-                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Err(e);
+    let (head, sent_at) = loop {
+        loop {
+            let mut slot = match shared.queue.acquire(opts.queue_timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let c = match e {
+                        DispatchError::QueueFull { .. } => &shared.counters.queue_rejections,
+                        _ => &shared.counters.queue_timeouts,
+                    };
+                    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(e);
+                }
+            };
+            slot.worker
+                .busy
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(old) = ex.busy.replace(slot.worker.clone()) {
+                old.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
-        };
-        slot.worker
-            .busy
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(old) = ex.busy.replace(slot.worker.clone()) {
-            old.busy.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        slot.wbuf.clear();
-        let hdrs = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
-        request::encode(&mut slot.wbuf, meta, hdrs, content_length, mode, &prefix);
-        ex.slot = Some(slot);
-        ex.dirty = true;
-        match ex.slot().flush().await {
-            Ok(()) => {
-                ex.dirty = false;
-                break;
-            }
-            Err(e) => {
-                attempts += 1;
-                ex.dirty = false;
-                let err = ex.died(e);
-                tracing::debug!("{err}; retrying on another worker");
-                if attempts >= 3 {
-                    return Err(err);
+            slot.wbuf.clear();
+            let hdrs = headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+            request::encode(&mut slot.wbuf, meta, hdrs, content_length, mode, &prefix);
+            ex.slot = Some(slot);
+            ex.dirty = true;
+            match ex.slot().flush().await {
+                Ok(()) => {
+                    ex.dirty = false;
+                    break;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    ex.dirty = false;
+                    let err = ex.died(e);
+                    tracing::debug!("{err}; retrying on another worker");
+                    if attempts >= 3 {
+                        return Err(err);
+                    }
                 }
             }
         }
-    }
 
-    let sent_at = std::time::Instant::now();
-    let head = match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
-        Err(_) => {
-            let (worker, pid) = ex.worker_ids();
-            tracing::error!(
-                worker,
-                pid,
-                "{} {} got no response within {:?}: the worker's Python tracebacks follow, then it is killed",
-                meta.method,
-                meta.raw_path,
-                opts.timeout
-            );
-            ex.harakiri();
-            shared
-                .counters
-                .harakiri
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(DispatchError::Timeout {
-                worker,
-                pid,
-                timeout: opts.timeout,
-            });
+        let sent_at = std::time::Instant::now();
+        match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
+            Err(_) => {
+                let (worker, pid) = ex.worker_ids();
+                tracing::error!(
+                    worker,
+                    pid,
+                    "{} {} got no response within {:?}: the worker's Python tracebacks follow, then it is killed",
+                    meta.method,
+                    meta.raw_path,
+                    opts.timeout
+                );
+                ex.harakiri();
+                shared
+                    .counters
+                    .harakiri
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Err(DispatchError::Timeout {
+                    worker,
+                    pid,
+                    timeout: opts.timeout,
+                });
+            }
+            Ok(Err(e)) => {
+                let err = ex.died(e);
+                if retry_allowed && !retried {
+                    retried = true;
+                    shared
+                        .counters
+                        .retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        "{err}; it had sent nothing, so {} {} goes to another worker",
+                        meta.method,
+                        meta.raw_path
+                    );
+                    continue;
+                }
+                return Err(err);
+            }
+            Ok(Ok(f)) => break (f, sent_at),
         }
-        Ok(Err(e)) => return Err(ex.died(e)),
-        Ok(Ok(f)) => f,
     };
     let (worker, pid) = ex.worker_ids();
     if let Some(w) = &ex.busy {

@@ -106,6 +106,8 @@ pub(crate) struct Counters {
     pub(crate) respawns: AtomicU64,
     pub(crate) queue_rejections: AtomicU64,
     pub(crate) queue_timeouts: AtomicU64,
+    /// Requests sent to a second worker because the first died before answering.
+    pub(crate) retries: AtomicU64,
     /// Replacements started, indexed by `RestartReason as usize - 1`.
     pub(crate) restarts: [AtomicU64; RestartReason::ALL.len()],
 }
@@ -189,6 +191,7 @@ impl Pool {
             exceptions: c.exceptions.load(Relaxed),
             harakiri: c.harakiri.load(Relaxed),
             respawns: c.respawns.load(Relaxed),
+            retries: c.retries.load(Relaxed),
             restarts: RestartReason::ALL
                 .iter()
                 .map(|r| (*r, c.restarts[*r as usize - 1].load(Relaxed)))

@@ -55,6 +55,8 @@ pub struct PoolStats {
     pub exceptions: u64,
     pub harakiri: u64,
     pub respawns: u64,
+    /// Requests sent again to another worker after theirs died before answering.
+    pub retries: u64,
     /// Workers started to replace another, by reason (every reason listed, zeros included).
     pub restarts: Vec<(RestartReason, u64)>,
 }
@@ -156,7 +158,7 @@ impl PoolStats {
         let _ = write!(
             s,
             "{{\"version\":\"{}\",\"pid\":{server_pid},\"uptime_seconds\":{},\
-             \"requests\":{},\"exceptions\":{},\"harakiri\":{},\"respawns\":{},\
+             \"requests\":{},\"exceptions\":{},\"harakiri\":{},\"respawns\":{},\"retries\":{},\
              \"idle_slots\":{},\"queue\":{{\"length\":{},\"rejections\":{},\"timeouts\":{}}},\"workers\":[",
             env!("CARGO_PKG_VERSION"),
             uptime.as_secs(),
@@ -164,6 +166,7 @@ impl PoolStats {
             self.exceptions,
             self.harakiri,
             self.respawns,
+            self.retries,
             self.idle_slots,
             self.queue_length,
             self.queue_rejections,
