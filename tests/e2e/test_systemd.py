@@ -41,3 +41,28 @@ def test_ready_status_stopping_and_watchdog(serve, tmp_path):
 def test_no_notify_socket_is_fine(serve):
     server = serve("hello:application")
     assert server.stop() == 0
+
+
+def test_reload_is_announced_with_reloading_then_ready(serve, tmp_path):
+    """SIGHUP: RELOADING=1 with MONOTONIC_USEC (Type=notify-reload's protocol), READY=1 once
+    the new workers serve."""
+    import signal
+    import time
+
+    sock, path = _notify_socket(tmp_path)
+    got = []
+    server = serve("hello:application", env={"NOTIFY_SOCKET": str(path)})
+    eventually(lambda: any(m.startswith("READY=1") for m in _drain(sock, got)), timeout=10,
+               message="READY=1")
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    got.clear()
+    server.send_signal(signal.SIGHUP)
+    eventually(lambda: any(m.startswith("READY=1") for m in _drain(sock, got)), timeout=20,
+               message="READY=1 after the reload")
+    reloading = [m for m in got if m.startswith("RELOADING=1")]
+    assert len(reloading) == 1, got
+    assert got.index(reloading[0]) < [i for i, m in enumerate(got) if m.startswith("READY=1")][0]
+    fields = dict(line.split("=", 1) for line in reloading[0].splitlines())
+    assert before <= int(fields["MONOTONIC_USEC"]) <= time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    server.wait_for_line(r"reload done")
+    sock.close()

@@ -106,6 +106,12 @@ pub struct ServeConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LifecycleConfig {
     pub stats: Option<Bind>,
+    /// Files whose modification reloads the app.
+    pub touch_reload: Vec<PathBuf>,
+    /// Adaptive workers: `workers` are started and kept; up to this many under load.
+    pub workers_max: Option<NonZeroUsize>,
+    /// Adaptive workers: idle time after which a worker above the minimum is stopped.
+    pub workers_idle_timeout: Duration,
     pub max_requests: Option<u64>,
     pub max_requests_delta: u64,
     pub max_worker_lifetime: Option<Duration>,

@@ -243,6 +243,9 @@ impl Merged {
             bind,
             socket_mode,
             workers,
+            workers_min,
+            workers_max,
+            workers_idle_timeout,
             threads,
             venv,
             lazy_apps,
@@ -282,17 +285,30 @@ impl Merged {
             compression,
             compression_min_size,
             stats,
+            touch_reload,
             max_requests,
             max_requests_delta,
             max_worker_lifetime,
             reload_on_rss,
             evil_reload_on_rss,
         } = self.options.clone();
+        let touch_reload = touch_reload
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| self.non_empty_path("touch-reload", PathBuf::from(p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let workers_idle_timeout = required(workers_idle_timeout, "workers-idle-timeout")?;
+        if workers_idle_timeout.is_zero() {
+            return Err(self.invalid("workers-idle-timeout", "must be more than 0"));
+        }
         let lifecycle = crate::LifecycleConfig {
             stats: stats
                 .filter(|s| s != "off")
                 .map(|s| parse::parse_bind(&s).map_err(|reason| self.invalid("stats", reason)))
                 .transpose()?,
+            touch_reload,
+            workers_max: None,
+            workers_idle_timeout,
             max_requests: max_requests.filter(|n| *n > 0).map(|n| n as u64),
             max_requests_delta: max_requests_delta.unwrap_or(0) as u64,
             max_worker_lifetime: max_worker_lifetime.filter(|d| !d.is_zero()),
@@ -340,9 +356,37 @@ impl Merged {
         )?;
 
         let workers = required(workers, "workers")?;
-        let workers = NonZeroUsize::new(workers).ok_or_else(|| {
+        let mut workers = NonZeroUsize::new(workers).ok_or_else(|| {
             self.invalid("workers", "0 is not allowed; at least 1 worker is needed")
         })?;
+        let mut lifecycle = lifecycle;
+        if let Some(max) = workers_max {
+            let max = NonZeroUsize::new(max).ok_or_else(|| {
+                self.invalid(
+                    "workers-max",
+                    "0 is not allowed; at least 1 worker is needed",
+                )
+            })?;
+            if self.origin("workers") != Origin::Default {
+                return Err(self.invalid(
+                    "workers",
+                    "cannot be combined with `workers-max`: adaptive workers run between \
+                     `workers-min` and `workers-max`",
+                ));
+            }
+            let min = NonZeroUsize::new(required(workers_min, "workers-min")?)
+                .ok_or_else(|| self.invalid("workers-min", "0 is not allowed; at least 1"))?;
+            if min > max {
+                return Err(self.invalid(
+                    "workers-min",
+                    format!("{min} is more than `workers-max` ({max})"),
+                ));
+            }
+            workers = min;
+            lifecycle.workers_max = Some(max);
+        } else if self.origin("workers-min") != Origin::Default {
+            return Err(self.invalid("workers-min", "only means something with `workers-max`"));
+        }
         let threads = required(threads, "threads")?;
         let threads = NonZeroUsize::new(threads)
             .filter(|threads| threads.get() <= MAX_THREADS)

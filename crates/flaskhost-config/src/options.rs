@@ -233,6 +233,41 @@ define_options! {
         serde: (deserialize_with = "crate::de::count::deserialize"),
     }
 
+    /// Adaptive workers: the most worker processes. When set, flaskhost starts
+    /// `workers-min` workers, starts another (up to this many) whenever a request has to
+    /// wait for a free worker, and stops workers idle for `workers-idle-timeout` (never
+    /// going below `workers-min`). `workers` is then not used (setting both is an error).
+    workers_max: usize {
+        key: "workers-max",
+        default: Unset("off (a fixed pool of `workers`)"),
+        example: "workers-max = 8",
+        equivalent: "uWSGI `processes` with `cheaper`; NGINX Unit `processes.max`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::count::deserialize"),
+    }
+
+    /// Adaptive workers: the fewest worker processes, started at once and always kept.
+    /// Only with `workers-max`.
+    workers_min: usize {
+        key: "workers-min",
+        default: Value("1"),
+        example: "workers-min = 2",
+        equivalent: "uWSGI `cheaper`; NGINX Unit `processes.spare`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::count::deserialize"),
+    }
+
+    /// Adaptive workers: a worker above `workers-min` that has served nothing for this
+    /// long is stopped.
+    workers_idle_timeout: Duration {
+        key: "workers-idle-timeout",
+        default: Value("15s"),
+        example: "workers-idle-timeout = \"1m\"",
+        equivalent: "NGINX Unit `processes.idle_timeout`; uWSGI `cheaper-overload` cycles",
+        env: Single,
+        serde: (with = "crate::de::duration"),
+    }
+
     /// Threads per worker process that run requests concurrently. 1 to 1024.
     threads: usize {
         key: "threads",
@@ -662,6 +697,18 @@ define_options! {
         example: "stats = \"127.0.0.1:9191\"",
         equivalent: "uWSGI `stats`",
         env: Single,
+    }
+
+    /// Reload the app (as SIGHUP does: new workers import it, and each old one stops
+    /// taking work only once its replacement is ready) when one of these files is touched
+    /// (its modification time changes; checked every second).
+    touch_reload: Vec<String> {
+        key: "touch-reload",
+        default: Unset("none"),
+        example: "touch-reload = \"/var/www/myapp/reload.txt\"",
+        equivalent: "uWSGI `touch-reload`",
+        env: List,
+        serde: (deserialize_with = "crate::de::string_list::deserialize"),
     }
 
     /// Replace a worker after it has served this many requests (its replacement is ready

@@ -397,6 +397,10 @@ fn every_options_field_is_in_the_table() {
         compression: Some(Vec::new()),
         compression_min_size: Some(0),
         stats: Some("127.0.0.1:9191".into()),
+        touch_reload: Some(vec!["reload.txt".into()]),
+        workers_min: Some(1),
+        workers_max: Some(4),
+        workers_idle_timeout: Some(Duration::from_secs(30)),
         max_requests: Some(1000),
         max_requests_delta: Some(100),
         max_worker_lifetime: Some(Duration::from_secs(3600)),
@@ -451,6 +455,42 @@ fn table_entries_are_complete() {
 }
 
 #[test]
+fn adaptive_workers_start_at_the_minimum_and_reject_fixed_workers() {
+    let mut pairs = app_only();
+    pairs.push(("FLASKHOST_WORKERS_MAX".into(), "6".into()));
+    pairs.push(("FLASKHOST_WORKERS_MIN".into(), "2".into()));
+    let cfg = load_with(None, &pairs, Options::default()).expect("adaptive workers load");
+    assert_eq!(cfg.workers.get(), 2);
+    assert_eq!(cfg.lifecycle.workers_max.map(|n| n.get()), Some(6));
+    assert_eq!(cfg.lifecycle.workers_idle_timeout, Duration::from_secs(15));
+
+    let mut both = pairs.clone();
+    both.push(("FLASKHOST_WORKERS".into(), "3".into()));
+    let error = error_of(load_with(None, &both, Options::default())).to_string();
+    assert!(
+        error.contains("`workers`") && error.contains("workers-max"),
+        "{error}"
+    );
+
+    let mut inverted = app_only();
+    inverted.push(("FLASKHOST_WORKERS_MAX".into(), "2".into()));
+    inverted.push(("FLASKHOST_WORKERS_MIN".into(), "3".into()));
+    let error = error_of(load_with(None, &inverted, Options::default())).to_string();
+    assert!(
+        error.contains("`workers-min`") && error.contains("more than"),
+        "{error}"
+    );
+
+    let mut alone = app_only();
+    alone.push(("FLASKHOST_WORKERS_MIN".into(), "2".into()));
+    let error = error_of(load_with(None, &alone, Options::default())).to_string();
+    assert!(
+        error.contains("`workers-min`") && error.contains("FLASKHOST_WORKERS_MIN"),
+        "{error}"
+    );
+}
+
+#[test]
 fn every_table_example_loads() {
     for info in OPTIONS {
         let dir = TempDir::new();
@@ -461,6 +501,9 @@ fn every_table_example_loads() {
         // Options that only mean something together with another one.
         if info.key == "tls-key" {
             text.push_str("tls-cert = [\"cert.pem\"]\n");
+        }
+        if info.key == "workers-min" {
+            text.push_str("workers-max = 4\n");
         }
         let file = dir.write("flaskhost.toml", &text);
         if let Err(error) = load_with(Some(&file), &[], Options::default()) {

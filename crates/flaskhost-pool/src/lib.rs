@@ -217,6 +217,12 @@ impl Pool {
         }
     }
 
+    /// Re-imports the app and replaces every worker, with zero failed requests (SIGHUP,
+    /// `--touch-reload`). On error the old workers keep serving.
+    pub async fn reload(&self) -> Result<String, String> {
+        self.supervisor.reload().await
+    }
+
     /// Stops the pool: no new requests, idle workers stop now, and any still running after
     /// `deadline` are killed. Call after the front has drained its connections.
     pub async fn shutdown(&self, deadline: Duration) {

@@ -14,6 +14,8 @@ use tokio::net::UnixStream;
 pub struct WorkerInfo {
     pub id: u32,
     pub pid: u32,
+    /// The app generation it runs: 0 at start, one more at each reload.
+    pub generation: u64,
     pub started: std::time::Instant,
     /// Cleared by the supervisor when the process exits, so idle slots of a dead worker are
     /// skipped instead of handed a request.
@@ -40,10 +42,11 @@ pub struct WorkerInfo {
 }
 
 impl WorkerInfo {
-    pub fn new(id: u32, pid: u32) -> Arc<WorkerInfo> {
+    pub fn new(id: u32, pid: u32, generation: u64) -> Arc<WorkerInfo> {
         Arc::new(WorkerInfo {
             id,
             pid,
+            generation,
             started: std::time::Instant::now(),
             alive: AtomicBool::new(true),
             retiring: AtomicBool::new(false),
@@ -79,6 +82,10 @@ impl WorkerInfo {
     /// True the first time only: whoever gets true asks for the replacement.
     pub fn claim_replacement(&self) -> bool {
         !self.replacing.swap(true, Ordering::Relaxed)
+    }
+    /// Gives back a claim whose replacement will not come (a reload that was abandoned).
+    pub fn release_claim(&self) {
+        self.replacing.store(false, Ordering::Relaxed);
     }
     pub fn is_being_replaced(&self) -> bool {
         self.replacing.load(Ordering::Relaxed)

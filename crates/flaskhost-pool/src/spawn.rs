@@ -110,6 +110,8 @@ type SpawnReply = oneshot::Sender<Result<Arc<WorkerInfo>, String>>;
 
 /// The supervisor's side of the fork server.
 pub(crate) struct ForkServer {
+    /// The app generation its workers run (see `WorkerInfo::generation`).
+    pub(crate) generation: u64,
     ctl: AsyncFd<OwnedFd>,
     pub(crate) child: tokio::sync::Mutex<Child>,
     pending: Mutex<HashMap<u32, SpawnReply>>,
@@ -126,6 +128,7 @@ impl ForkServer {
     pub(crate) async fn start(
         cmd: &WorkerCommand,
         timeout: std::time::Duration,
+        generation: u64,
     ) -> io::Result<Started> {
         let (ours, theirs) = control::seqpacket_pair()?;
         let fd = theirs.as_raw_fd();
@@ -158,6 +161,7 @@ impl ForkServer {
             Some(FromForkServer::Loaded { pid, python }) => {
                 tracing::info!(pid, "fork server loaded the app ({python})");
                 Ok(Started::Ready(Arc::new(ForkServer {
+                    generation,
                     ctl,
                     child: tokio::sync::Mutex::new(child),
                     pending: Mutex::new(HashMap::new()),
@@ -221,7 +225,7 @@ impl ForkServer {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             match msg {
                 FromForkServer::Spawned { id, pid } => {
-                    let info = WorkerInfo::new(id, pid);
+                    let info = WorkerInfo::new(id, pid, self.generation);
                     registry.insert(info.clone());
                     if let Some(tx) = pending.remove(&id) {
                         let _ = tx.send(Ok(info));

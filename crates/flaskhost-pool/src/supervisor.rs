@@ -12,10 +12,10 @@ use thiserror::Error;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::stats::RestartReason;
 use crate::Shared;
 use crate::slot::{Slot, WorkerInfo};
 use crate::spawn::{self, ForkServer, Registry, SpawnMode, Started};
+use crate::stats::RestartReason;
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -43,6 +43,8 @@ pub enum WorkerEvent {
         info: Arc<WorkerInfo>,
         slots: Vec<Slot>,
         replaces: Option<Arc<WorkerInfo>>,
+        /// Told once the worker takes requests (a reload waits for it).
+        ack: Option<tokio::sync::oneshot::Sender<()>>,
     },
     StartFailed {
         id: u32,
@@ -55,7 +57,10 @@ pub enum WorkerEvent {
         kind: RestartReason,
         reason: String,
     },
-    ForkServerGone,
+    /// The fork server of app generation `generation` exited.
+    ForkServerGone {
+        generation: u64,
+    },
 }
 
 enum Spawner {
@@ -63,10 +68,22 @@ enum Spawner {
     Exec,
 }
 
+/// One import of the app: what new workers are made from. A reload makes the next one.
+struct Generation {
+    number: u64,
+    spawner: Spawner,
+}
+
 pub(crate) struct Supervisor {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
-    spawner: Spawner,
+    /// The generation new workers come from.
+    current: std::sync::Mutex<Arc<Generation>>,
+    /// Fork servers still running: the current one, and older ones until their last worker
+    /// has exited (they are the workers' parents, and the workers die with them).
+    fork_servers: std::sync::Mutex<Vec<Arc<ForkServer>>>,
+    /// One reload at a time.
+    reload_lock: tokio::sync::Mutex<()>,
     events: mpsc::UnboundedSender<WorkerEvent>,
     shutting_down: AtomicBool,
     /// Set to a reason when the pool can no longer serve (the fork server died).
@@ -82,34 +99,33 @@ impl Supervisor {
     ) -> Result<Arc<Supervisor>, StartError> {
         let opts = &shared.opts;
         let spawner = match opts.mode {
-            SpawnMode::Preload => match ForkServer::start(&opts.command, opts.start_timeout).await?
-            {
-                Started::Ready(fs) => Spawner::Fork(fs),
-                Started::LoadFailed(msg) => return Err(StartError::AppLoad(msg)),
-                Started::Exited(status) => return Err(StartError::ForkServer(status)),
-            },
+            SpawnMode::Preload => {
+                match ForkServer::start(&opts.command, opts.start_timeout, 0).await? {
+                    Started::Ready(fs) => Spawner::Fork(fs),
+                    Started::LoadFailed(msg) => return Err(StartError::AppLoad(msg)),
+                    Started::Exited(status) => return Err(StartError::ForkServer(status)),
+                }
+            }
             SpawnMode::Lazy => Spawner::Exec,
         };
         let events = shared.events.clone();
+        let fork_servers = match &spawner {
+            Spawner::Fork(fs) => vec![fs.clone()],
+            Spawner::Exec => Vec::new(),
+        };
         let sup = Arc::new(Supervisor {
             shared: shared.clone(),
             registry: Arc::new(Registry::default()),
-            spawner,
+            current: std::sync::Mutex::new(Arc::new(Generation { number: 0, spawner })),
+            fork_servers: std::sync::Mutex::new(fork_servers),
+            reload_lock: tokio::sync::Mutex::new(()),
             events,
             shutting_down: AtomicBool::new(false),
             fatal: watch::channel(None).0,
             respawns: std::sync::Mutex::new(HashMap::new()),
         });
-        if let Spawner::Fork(fs) = &sup.spawner {
-            let (fs, registry, tx) = (fs.clone(), sup.registry.clone(), sup.events.clone());
-            tokio::spawn(async move {
-                let tx2 = tx.clone();
-                fs.read_reports(&registry, move |pid, status| {
-                    let _ = tx2.send(WorkerEvent::Exited { pid, status });
-                })
-                .await;
-                let _ = tx.send(WorkerEvent::ForkServerGone);
-            });
+        if let Spawner::Fork(fs) = &sup.current().spawner {
+            sup.watch_fork_server(fs.clone());
         }
 
         // Start every worker at once and wait for all of them.
@@ -150,8 +166,70 @@ impl Supervisor {
         Ok(sup)
     }
 
-    /// Starts worker `id` and waits until each of its slots has reported ready.
+    fn current(&self) -> Arc<Generation> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Relays a fork server's reports (its workers' pids and exits) to the supervisor.
+    fn watch_fork_server(&self, fs: Arc<ForkServer>) {
+        let (registry, tx) = (self.registry.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let tx2 = tx.clone();
+            fs.read_reports(&registry, move |pid, status| {
+                let _ = tx2.send(WorkerEvent::Exited { pid, status });
+            })
+            .await;
+            let _ = tx.send(WorkerEvent::ForkServerGone {
+                generation: fs.generation,
+            });
+        });
+    }
+
+    /// Stops the fork servers of past generations that no longer have workers.
+    fn stop_idle_fork_servers(&self) {
+        let current = self.current().number;
+        let live: std::collections::HashSet<u64> =
+            self.registry.all().iter().map(|w| w.generation).collect();
+        let mut list = self.fork_servers.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|fs| {
+            if fs.generation == current || live.contains(&fs.generation) {
+                return true;
+            }
+            tracing::info!(
+                generation = fs.generation,
+                "the last worker of the previous app generation has exited; stopping its fork server"
+            );
+            fs.stop();
+            let fs = fs.clone();
+            tokio::spawn(async move {
+                let mut child = fs.child.lock().await;
+                if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
+            });
+            false
+        });
+    }
+
+    /// Starts worker `id` from the current generation and waits until each of its slots has
+    /// reported ready.
     async fn spawn_worker(&self, id: u32) -> Result<(Arc<WorkerInfo>, Vec<Slot>), String> {
+        let generation = self.current();
+        self.spawn_worker_from(&generation, id).await
+    }
+
+    async fn spawn_worker_from(
+        &self,
+        generation: &Generation,
+        id: u32,
+    ) -> Result<(Arc<WorkerInfo>, Vec<Slot>), String> {
         let opts = &self.shared.opts;
         let mut ours = Vec::with_capacity(opts.threads);
         let mut theirs: Vec<OwnedFd> = Vec::with_capacity(opts.threads);
@@ -160,14 +238,14 @@ impl Supervisor {
             ours.push(a);
             theirs.push(b.into());
         }
-        let info = match &self.spawner {
+        let info = match &generation.spawner {
             Spawner::Fork(fs) => fs.spawn(id, theirs).await?,
             Spawner::Exec => {
                 let mut child =
                     spawn::exec_worker(&opts.command, &theirs).map_err(|e| e.to_string())?;
                 drop(theirs);
                 let pid = child.id().ok_or("the worker exited at once")?;
-                let info = WorkerInfo::new(id, pid);
+                let info = WorkerInfo::new(id, pid, generation.number);
                 self.registry.insert(info.clone());
                 let tx = self.events.clone();
                 tokio::spawn(async move {
@@ -240,6 +318,7 @@ impl Supervisor {
                             served = info.served(),
                             "worker retired ({status})"
                         );
+                        self.stop_idle_fork_servers();
                         continue;
                     }
                     let entry = history.entry(info.id).or_insert((Instant::now(), 0));
@@ -261,12 +340,14 @@ impl Supervisor {
                             .unwrap_or(RestartReason::Crash)
                     };
                     self.schedule(info.id, entry.1, None, Some(cause));
+                    self.stop_idle_fork_servers();
                 }
                 WorkerEvent::Started {
                     id,
                     info,
                     slots,
                     replaces,
+                    ack,
                 } => {
                     if stopping {
                         info.kill();
@@ -282,6 +363,14 @@ impl Supervisor {
                         // Only now does the old worker stop taking work: no dip in capacity.
                         old.retire();
                         self.shared.queue.purge_dead();
+                    }
+                    // Started from the app generation before a reload (it was on its way when
+                    // the reload began): replace it too.
+                    if info.generation < self.current().number && info.claim_replacement() {
+                        self.schedule(id, 0, Some(info), Some(RestartReason::Reload));
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
                     }
                 }
                 WorkerEvent::StartFailed {
@@ -314,8 +403,8 @@ impl Supervisor {
                     );
                     self.schedule(info.id, 0, Some(info), Some(kind));
                 }
-                WorkerEvent::ForkServerGone => {
-                    if !stopping {
+                WorkerEvent::ForkServerGone { generation } => {
+                    if !stopping && generation == self.current().number {
                         let msg = "the fork server exited; workers can no longer be replaced";
                         tracing::error!("{msg}");
                         let _ = self.fatal.send(Some(msg.into()));
@@ -368,6 +457,7 @@ impl Supervisor {
                     info,
                     slots,
                     replaces,
+                    ack: None,
                 },
                 Err(reason) => WorkerEvent::StartFailed {
                     id,
@@ -377,6 +467,140 @@ impl Supervisor {
             };
             let _ = sup.events.send(ev);
         });
+    }
+
+    /// Re-imports the app and replaces every worker with zero failed requests: a new
+    /// generation is loaded (in preload mode a new fork server imports the app, and a failure
+    /// there leaves the old workers serving), then each old worker is replaced by a new one and
+    /// stops taking work only once its replacement is ready; it finishes what it holds and
+    /// exits. Returns once every new worker serves, with a summary for the log.
+    pub(crate) async fn reload(self: &Arc<Self>) -> Result<String, String> {
+        let _one = self.reload_lock.lock().await;
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err("the server is shutting down".into());
+        }
+        let opts = &self.shared.opts;
+        let started = Instant::now();
+        let old = self.current();
+        let number = old.number + 1;
+        let spawner = match opts.mode {
+            SpawnMode::Preload => {
+                match ForkServer::start(&opts.command, opts.start_timeout, number).await {
+                    Ok(Started::Ready(fs)) => {
+                        self.watch_fork_server(fs.clone());
+                        self.fork_servers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(fs.clone());
+                        Spawner::Fork(fs)
+                    }
+                    Ok(Started::LoadFailed(msg)) => {
+                        return Err(format!("the app could not be imported:\n{msg}"));
+                    }
+                    Ok(Started::Exited(status)) => {
+                        return Err(format!("the new fork server exited ({status})"));
+                    }
+                    Err(e) => return Err(format!("cannot start a new fork server: {e}")),
+                }
+            }
+            SpawnMode::Lazy => Spawner::Exec,
+        };
+        let generation = Arc::new(Generation { number, spawner });
+
+        // The workers to replace: one per id, alive, not already on its way out.
+        let mut olds: Vec<Arc<WorkerInfo>> = self
+            .registry
+            .all()
+            .into_iter()
+            .filter(|w| w.generation < number && w.is_alive())
+            .collect();
+        olds.sort_by_key(|w| w.id);
+        olds.retain(|w| w.claim_replacement());
+
+        // The first replacement alone: it proves the new code starts before anything else
+        // changes. If it does not, the old workers go on as if nothing happened.
+        let mut olds = olds.into_iter();
+        if let Some(first) = olds.next() {
+            match self.spawn_worker_from(&generation, first.id).await {
+                Ok((info, slots)) => {
+                    *self.current.lock().unwrap_or_else(|p| p.into_inner()) = generation.clone();
+                    self.shared.counters.restart(RestartReason::Reload);
+                    let (ack, acked) = tokio::sync::oneshot::channel();
+                    let _ = self.events.send(WorkerEvent::Started {
+                        id: first.id,
+                        info,
+                        slots,
+                        replaces: Some(first),
+                        ack: Some(ack),
+                    });
+                    let _ = acked.await;
+                }
+                Err(reason) => {
+                    first.release_claim();
+                    for w in olds {
+                        w.release_claim();
+                    }
+                    if let Spawner::Fork(fs) = &generation.spawner {
+                        self.fork_servers
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .retain(|f| !Arc::ptr_eq(f, fs));
+                        fs.stop();
+                    }
+                    return Err(format!("a worker of the new app failed to start: {reason}"));
+                }
+            }
+        } else {
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = generation.clone();
+        }
+
+        // The rest together.
+        let mut set = tokio::task::JoinSet::new();
+        let count = 1 + olds.len();
+        for old in olds {
+            let (sup, generation) = (self.clone(), generation.clone());
+            set.spawn(async move {
+                let r = sup.spawn_worker_from(&generation, old.id).await;
+                (old, r)
+            });
+        }
+        let mut failed = 0;
+        while let Some(r) = set.join_next().await {
+            let Ok((old, r)) = r else { continue };
+            self.shared.counters.restart(RestartReason::Reload);
+            match r {
+                Ok((info, slots)) => {
+                    let (ack, acked) = tokio::sync::oneshot::channel();
+                    let _ = self.events.send(WorkerEvent::Started {
+                        id: old.id,
+                        info,
+                        slots,
+                        replaces: Some(old),
+                        ack: Some(ack),
+                    });
+                    let _ = acked.await;
+                }
+                Err(reason) => {
+                    // The old worker keeps serving; the supervisor tries again with back-off.
+                    failed += 1;
+                    let _ = self.events.send(WorkerEvent::StartFailed {
+                        id: old.id,
+                        reason,
+                        replaces: Some(old),
+                    });
+                }
+            }
+        }
+        self.stop_idle_fork_servers();
+        if failed > 0 {
+            return Err(format!(
+                "{failed} of {count} new workers failed to start; their old workers keep serving and they are retried"
+            ));
+        }
+        Ok(format!(
+            "app generation {number}: {count} new workers serving after {} ms; the old ones finish their requests and exit",
+            started.elapsed().as_millis()
+        ))
     }
 
     /// Once a second: replace workers that are too old or too big, kill the ones far too big.
@@ -510,7 +734,9 @@ impl Supervisor {
             }
         }
         // Workers are children of the fork server and die with it, so it goes last.
-        if let Spawner::Fork(fs) = &self.spawner {
+        let fork_servers =
+            std::mem::take(&mut *self.fork_servers.lock().unwrap_or_else(|p| p.into_inner()));
+        for fs in fork_servers {
             fs.stop();
             let mut child = fs.child.lock().await;
             if tokio::time::timeout(Duration::from_secs(5), child.wait())

@@ -46,6 +46,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub workers: Option<String>,
     #[arg(long, value_name = "N")]
+    pub workers_min: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub workers_max: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub workers_idle_timeout: Option<String>,
+    #[arg(long, value_name = "N")]
     pub threads: Option<String>,
     #[arg(long, value_name = "DIR")]
     pub venv: Option<String>,
@@ -69,6 +75,8 @@ pub struct ServeArgs {
     pub log_level: Option<String>,
     #[arg(long, value_name = "ADDR")]
     pub stats: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub touch_reload: Vec<String>,
     #[arg(long, value_name = "N")]
     pub max_requests: Option<String>,
     #[arg(long, value_name = "N")]
@@ -149,6 +157,9 @@ impl ServeArgs {
         put("chdir", &self.chdir);
         put("socket-mode", &self.socket_mode);
         put("workers", &self.workers);
+        put("workers-min", &self.workers_min);
+        put("workers-max", &self.workers_max);
+        put("workers-idle-timeout", &self.workers_idle_timeout);
         put("threads", &self.threads);
         put("venv", &self.venv);
         put("queue-size", &self.queue_size);
@@ -170,6 +181,9 @@ impl ServeArgs {
         }
         for b in &self.bind {
             v.push(("bind", b.clone()));
+        }
+        for f in &self.touch_reload {
+            v.push(("touch-reload", f.clone()));
         }
         self.edge_pairs(&mut v);
         v

@@ -58,3 +58,11 @@ impl Notifier {
         }
     }
 }
+
+/// CLOCK_MONOTONIC in microseconds, as systemd wants it next to `RELOADING=1`.
+pub fn monotonic_usec() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000
+    })
+}

@@ -130,6 +130,8 @@ struct Signals {
     hup: tokio::signal::unix::Signal,
     /// Run on SIGHUP (the edge: certificates re-read, access log reopened).
     reload_hooks: Vec<Box<dyn Fn() + Send + Sync>>,
+    /// Where SIGHUP asks for an app reload (the reloader task).
+    reload_app: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
 }
 
 impl Signals {
@@ -140,6 +142,7 @@ impl Signals {
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             reload_hooks: Vec::new(),
+            reload_app: None,
         })
     }
 
@@ -150,9 +153,12 @@ impl Signals {
                 _ = self.int.recv() => return Stop::Graceful("SIGINT"),
                 _ = self.quit.recv() => return Stop::Fast("SIGQUIT"),
                 _ = self.hup.recv() => {
-                    tracing::info!("SIGHUP: re-reading TLS certificates, reopening the access log (workers are not reloaded)");
+                    tracing::info!("SIGHUP: re-reading TLS certificates, reopening the access log, reloading the app");
                     for hook in &self.reload_hooks {
                         hook();
+                    }
+                    if let Some(tx) = &self.reload_app {
+                        let _ = tx.send("SIGHUP");
                     }
                 }
                 reason = pool.failed() => return Stop::Failed(reason),
@@ -268,6 +274,15 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     let watchdog = crate::notify::Notifier::watchdog_interval()
         .map(|every| tokio::spawn(notifier.clone().watchdog(every)));
 
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let reloader = tokio::spawn(reloader(pool.clone(), notifier.clone(), reload_rx));
+    let touch_task = (!cfg.lifecycle.touch_reload.is_empty()).then(|| {
+        tokio::spawn(watch_touch_reload(
+            cfg.lifecycle.touch_reload.clone(),
+            reload_tx.clone(),
+        ))
+    });
+    signals.reload_app = Some(reload_tx);
     let stats_task = cfg
         .lifecycle
         .stats
@@ -310,6 +325,10 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     if let Some(t) = watchdog {
         t.abort();
     }
+    if let Some(t) = touch_task {
+        t.abort();
+    }
+    reloader.abort();
     pool.shutdown(Duration::from_secs(5)).await;
     let failed = matches!(
         *stop.lock().unwrap_or_else(|p| p.into_inner()),
@@ -320,5 +339,59 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Runs app reloads one after another, as SIGHUP and touch-reload ask for them. Requests for a
+/// reload that arrive while one runs are merged into one more reload after it. systemd hears
+/// `RELOADING=1` before and `READY=1` after (Type=notify-reload's protocol).
+async fn reloader(
+    pool: Pool,
+    notifier: Arc<crate::notify::Notifier>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+) {
+    while let Some(why) = rx.recv().await {
+        while rx.try_recv().is_ok() {}
+        notifier.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading the app ({why})",
+            crate::notify::monotonic_usec()
+        ));
+        tracing::info!(
+            "{why}: reloading the app: new workers start, old ones stop taking work as each new one is ready"
+        );
+        match pool.reload().await {
+            Ok(summary) => tracing::info!("reload done: {summary}"),
+            Err(reason) => {
+                tracing::error!("reload failed, the running workers keep serving: {reason}");
+            }
+        }
+        let workers = pool.worker_pids().len();
+        notifier.send(&format!("READY=1\nSTATUS=serving with {workers} workers"));
+    }
+}
+
+/// Asks for a reload whenever one of `files` gets a new modification time (or appears),
+/// checking once a second like uWSGI's touch-reload. A file missing at start counts once it
+/// is created.
+async fn watch_touch_reload(
+    files: Vec<std::path::PathBuf>,
+    tx: tokio::sync::mpsc::UnboundedSender<&'static str>,
+) {
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen: Vec<_> = files.iter().map(|f| mtime(f)).collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (file, last) in files.iter().zip(seen.iter_mut()) {
+            let now = mtime(file);
+            if now.is_some() && now != *last {
+                tracing::info!("{} was touched", file.display());
+                if tx.send("touch-reload").is_err() {
+                    return;
+                }
+            }
+            *last = now;
+        }
     }
 }
