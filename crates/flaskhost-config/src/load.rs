@@ -282,6 +282,7 @@ impl Merged {
             compression,
             compression_min_size,
             stats,
+            metrics,
             max_requests,
             max_requests_delta,
             max_worker_lifetime,
@@ -292,6 +293,10 @@ impl Merged {
             stats: stats
                 .filter(|s| s != "off")
                 .map(|s| parse::parse_bind(&s).map_err(|reason| self.invalid("stats", reason)))
+                .transpose()?,
+            metrics: metrics
+                .filter(|s| s != "off")
+                .map(|s| parse::parse_bind(&s).map_err(|reason| self.invalid("metrics", reason)))
                 .transpose()?,
             max_requests: max_requests.filter(|n| *n > 0).map(|n| n as u64),
             max_requests_delta: max_requests_delta.unwrap_or(0) as u64,
