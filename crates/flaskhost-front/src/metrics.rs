@@ -74,6 +74,8 @@ pub struct FrontMetrics {
     responses: Box<[AtomicU64]>,
     /// Request durations by kind (`RouteKind as usize`).
     durations: [Histogram; RouteKind::ALL.len()],
+    /// Heads hyper could not parse (answered by hyper itself, not counted in `responses`).
+    malformed: AtomicU64,
 }
 
 impl Default for FrontMetrics {
@@ -83,6 +85,7 @@ impl Default for FrontMetrics {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             durations: Default::default(),
+            malformed: AtomicU64::new(0),
         }
     }
 }
@@ -100,6 +103,17 @@ impl FrontMetrics {
             c.fetch_add(1, Relaxed);
         }
         self.durations[kind as usize].observe(took);
+    }
+
+    pub(crate) fn record_malformed(&self) {
+        self.malformed.fetch_add(1, Relaxed);
+    }
+
+    /// Request heads so malformed that hyper answered them itself (400) and closed the
+    /// connection; they are not in [`FrontMetrics::responses`].
+    #[must_use]
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Relaxed)
     }
 
     /// Every (kind, status) that has been sent at least once, with its count.

@@ -166,7 +166,12 @@ pub fn render(pool: &Pool, front: &FrontMetrics) -> String {
         e.family(name, Type::Gauge, help);
         e.sample(name, &[], v);
     }
-    let counters: [(&str, &str, u64); 4] = [
+    let counters: [(&str, &str, u64); 5] = [
+        (
+            "flaskhost_malformed_requests_total",
+            "Request heads the HTTP parser rejected itself (400, connection closed); not in flaskhost_requests_total.",
+            front.malformed(),
+        ),
         (
             "flaskhost_queue_rejections_total",
             "Requests refused with 503 because the queue was full.",
