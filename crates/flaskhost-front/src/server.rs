@@ -611,7 +611,6 @@ impl ConnCtx {
         let io = TokioIo::new(Guarded::new(stream, state.clone(), self.limits.clone()));
         let router = self.router.clone();
         let metrics = self.metrics.clone();
-        let malformed = self.metrics.clone();
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
@@ -642,7 +641,7 @@ impl ConnCtx {
         if let Err(e) = watcher.watch(conn).await {
             // hyper answers a head it cannot parse itself (400, or 431/414 past its own
             // limits) and closes: no request ever reached the routes.
-            if let Some(m) = &malformed
+            if let Some(m) = &self.metrics
                 && e.downcast_ref::<hyper::Error>()
                     .is_some_and(hyper::Error::is_parse)
             {
