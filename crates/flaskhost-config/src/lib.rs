@@ -73,7 +73,7 @@ pub enum Bind {
 /// The validated configuration of `flaskhost serve`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Worker recycling and the stats socket (uWSGI's half of the seed deployment).
+    /// Worker recycling, the stats socket and the metrics listener.
     pub lifecycle: LifecycleConfig,
     pub app: AppSpec,
     pub chdir: Option<PathBuf>,
@@ -102,7 +102,7 @@ pub struct ServeConfig {
     pub edge: EdgeConfig,
 }
 
-/// When workers are replaced although healthy, and where stats are served.
+/// When workers are replaced although healthy, and where stats and metrics are served.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LifecycleConfig {
     pub stats: Option<Bind>,
@@ -112,6 +112,8 @@ pub struct LifecycleConfig {
     pub workers_max: Option<NonZeroUsize>,
     /// Adaptive workers: idle time after which a worker above the minimum is stopped.
     pub workers_idle_timeout: Duration,
+    /// Prometheus metrics (`GET /metrics`) on a listener of their own.
+    pub metrics: Option<Bind>,
     pub max_requests: Option<u64>,
     pub max_requests_delta: u64,
     pub max_worker_lifetime: Option<Duration>,

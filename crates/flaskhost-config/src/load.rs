@@ -286,6 +286,7 @@ impl Merged {
             compression_min_size,
             stats,
             touch_reload,
+            metrics,
             max_requests,
             max_requests_delta,
             max_worker_lifetime,
@@ -309,6 +310,10 @@ impl Merged {
             touch_reload,
             workers_max: None,
             workers_idle_timeout,
+            metrics: metrics
+                .filter(|s| s != "off")
+                .map(|s| parse::parse_bind(&s).map_err(|reason| self.invalid("metrics", reason)))
+                .transpose()?,
             max_requests: max_requests.filter(|n| *n > 0).map(|n| n as u64),
             max_requests_delta: max_requests_delta.unwrap_or(0) as u64,
             max_worker_lifetime: max_worker_lifetime.filter(|d| !d.is_zero()),

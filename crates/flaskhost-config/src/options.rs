@@ -711,6 +711,17 @@ define_options! {
         serde: (deserialize_with = "crate::de::string_list::deserialize"),
     }
 
+    /// Serve Prometheus metrics at `GET /metrics` on this address, a listener of its own:
+    /// `HOST:PORT` or `unix:/path`. Requests by route kind and status, latency histograms
+    /// (total, app, queue wait), workers by state, restarts by reason, the queue.
+    metrics: String {
+        key: "metrics",
+        default: Unset("off"),
+        example: "metrics = \"127.0.0.1:9100\"",
+        equivalent: "nginx `stub_status` + an exporter; uWSGI `stats` + uwsgi_exporter",
+        env: Single,
+    }
+
     /// Replace a worker after it has served this many requests (its replacement is ready
     /// before it stops taking work).
     max_requests: usize {

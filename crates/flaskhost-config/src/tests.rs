@@ -401,6 +401,7 @@ fn every_options_field_is_in_the_table() {
         workers_min: Some(1),
         workers_max: Some(4),
         workers_idle_timeout: Some(Duration::from_secs(30)),
+        metrics: Some("127.0.0.1:9100".into()),
         max_requests: Some(1000),
         max_requests_delta: Some(100),
         max_worker_lifetime: Some(Duration::from_secs(3600)),
@@ -947,5 +948,36 @@ fn cli_text_flags_parse_like_env_and_name_the_flag() {
     assert!(
         msg.contains("`workers`") && msg.contains("--workers"),
         "{msg}"
+    );
+}
+
+#[test]
+fn metrics_address_like_stats() {
+    let config = load_with(None, &app_only(), Options::default()).expect("load");
+    assert_eq!(config.lifecycle.metrics, None);
+
+    let mut pairs = app_only();
+    pairs.push(("FLASKHOST_METRICS".into(), "127.0.0.1:9100".into()));
+    let config = load_with(None, &pairs, Options::default()).expect("load");
+    assert_eq!(config.lifecycle.metrics, Some(tcp("127.0.0.1:9100")));
+
+    let mut pairs = app_only();
+    pairs.push((
+        "FLASKHOST_METRICS".into(),
+        "unix:/run/fh-metrics.sock".into(),
+    ));
+    let config = load_with(None, &pairs, Options::default()).expect("load");
+    assert_eq!(
+        config.lifecycle.metrics,
+        Some(Bind::Unix("/run/fh-metrics.sock".into()))
+    );
+
+    let mut pairs = app_only();
+    pairs.push(("FLASKHOST_METRICS".into(), "nowhere".into()));
+    let error = error_of(load_with(None, &pairs, Options::default()));
+    assert_eq!(error.key(), Some("metrics"), "{error}");
+    assert_eq!(
+        error.origin(),
+        Some(&Origin::Env("FLASKHOST_METRICS".into()))
     );
 }

@@ -14,6 +14,7 @@ mod conn;
 mod forwarded;
 mod headers;
 mod listen;
+mod metrics;
 pub mod rescue;
 mod server;
 mod static_files;
@@ -25,6 +26,7 @@ pub use conn::{ConnLimits, Verdict};
 pub use forwarded::TrustedProxies;
 pub use headers::{HeaderError, ResponseHeaders, SECURITY_HEADERS};
 pub use listen::{Listener, bind};
+pub use metrics::{FrontMetrics, RouteKind};
 pub use server::{
     Edge, EdgeError, FrontOptions, edge_router, redirect_router, router, serve, serve_edge,
 };

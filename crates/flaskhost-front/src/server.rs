@@ -37,6 +37,7 @@ use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{HeaderError, ResponseHeaders};
 use crate::listen::Listener;
+use crate::metrics::{FrontMetrics, RouteKind};
 use crate::static_files::{StaticError, StaticFiles};
 use crate::tls::{Tls, TlsError};
 
@@ -61,6 +62,8 @@ pub struct Edge {
     pub compression: Option<CompressionConfig>,
     pub limits: ConnLimits,
     pub max_connections: usize,
+    /// Where every response is counted (`--metrics`); `None` records nothing.
+    pub metrics: Option<Arc<FrontMetrics>>,
 }
 
 impl Default for Edge {
@@ -75,6 +78,7 @@ impl Default for Edge {
             compression: None,
             limits: ConnLimits::default(),
             max_connections: 1024,
+            metrics: None,
         }
     }
 }
@@ -134,6 +138,7 @@ impl Edge {
                 keepalive_timeout: l.keepalive_timeout,
             },
             max_connections: l.max_connections,
+            metrics: None,
         })
     }
 
@@ -247,7 +252,8 @@ async fn route(State(routes): State<Arc<Routes>>, req: Request) -> Response {
     if let Some(statics) = &routes.statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
-        return statics.serve(hit, req.method(), req.headers()).await;
+        let resp = statics.serve(hit, req.method(), req.headers()).await;
+        return RouteKind::Static.tag(resp);
     }
     match routes.app.clone().oneshot(req).await {
         Ok(resp) => resp,
@@ -297,7 +303,7 @@ async fn check_framing(req: Request, next: Next) -> Response {
             // The bytes after this head cannot be trusted to be a next request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            resp
+            RouteKind::Refused.tag(resp)
         }
         _ => next.run(req).await,
     }
@@ -305,6 +311,10 @@ async fn check_framing(req: Request, next: Next) -> Response {
 
 /// 301 to the same host and URI over https, as the seed's `return 301 https://...`.
 async fn redirect(State(https_port): State<u16>, req: Request) -> Response {
+    RouteKind::Redirect.tag(redirect_to_https(https_port, &req))
+}
+
+fn redirect_to_https(https_port: u16, req: &Request) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -435,6 +445,7 @@ pub async fn serve_edge(
             builder: builder.clone(),
             limits: limits.clone(),
             router,
+            metrics: edge.metrics.clone(),
         };
         let (slots, mut stop, graceful) = (slots.clone(), stop_rx.clone(), graceful.clone());
         match l {
@@ -563,6 +574,7 @@ struct ConnCtx {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnLimits>,
     router: Router,
+    metrics: Option<Arc<FrontMetrics>>,
 }
 
 impl ConnCtx {
@@ -598,8 +610,10 @@ impl ConnCtx {
         let state = ConnState::new();
         let io = TokioIo::new(Guarded::new(stream, state.clone(), self.limits.clone()));
         let router = self.router.clone();
+        let metrics = self.metrics.clone();
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
                 // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
                 let verdict = if req.version() == http::Version::HTTP_2 {
                     Verdict::Ok
@@ -612,11 +626,27 @@ impl ConnCtx {
                 let mut router = router.clone();
                 async move {
                     let resp = router.call(req.map(Body::new)).await?;
-                    Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight)))
+                    let finished = start.map(|(metrics, start)| Finished {
+                        metrics,
+                        start,
+                        kind: RouteKind::of(&resp),
+                        status: resp.status(),
+                    });
+                    Ok::<_, Infallible>(
+                        resp.map(|body| TrackedBody::new(body, in_flight, finished)),
+                    )
                 }
             });
         let conn = self.builder.serve_connection(io, svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {
+            // hyper answers a head it cannot parse itself (400, or 431/414 past its own
+            // limits) and closes: no request ever reached the routes.
+            if let Some(m) = &self.metrics
+                && e.downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_parse)
+            {
+                m.record_malformed();
+            }
             tracing::debug!("connection ended with an error: {e}");
         }
     }
@@ -639,7 +669,17 @@ impl Drop for InFlight {
     }
 }
 
-/// The response body, holding its request's [`InFlight`] until hyper is done with it.
+/// A response whose end is to be counted in the metrics (when its body is dropped: sent,
+/// failed, or abandoned by the client), timed as the access log times it.
+struct Finished {
+    metrics: Arc<FrontMetrics>,
+    start: Instant,
+    kind: RouteKind,
+    status: StatusCode,
+}
+
+/// The response body, holding its request's [`InFlight`] until hyper is done with it, and
+/// counting the response in the metrics when it is dropped.
 ///
 /// It also makes sure that bytes the app produced before failing reach the client (PEP
 /// 3333): hyper drops what it has buffered but not yet written when a body fails, so an
@@ -650,15 +690,25 @@ struct TrackedBody {
     /// An error waiting for hyper to flush the data before it.
     held: Option<axum::Error>,
     sent_data: bool,
+    finished: Option<Finished>,
 }
 
 impl TrackedBody {
-    fn new(inner: Body, in_flight: InFlight) -> TrackedBody {
+    fn new(inner: Body, in_flight: InFlight, finished: Option<Finished>) -> TrackedBody {
         TrackedBody {
             inner,
             _in_flight: in_flight,
             held: None,
             sent_data: false,
+            finished,
+        }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.finished.take() {
+            f.metrics.record(f.kind, f.status, f.start.elapsed());
         }
     }
 }

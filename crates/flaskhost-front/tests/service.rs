@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use flaskhost_front::{ConnInfo, DispatchFuture, FrontOptions, Upstream};
+use flaskhost_front::{ConnInfo, DispatchFuture, Edge, FrontOptions, RouteKind, Upstream, Verdict};
 use flaskhost_ipc::request::{RequestMeta, Version};
 use flaskhost_pool::{DispatchError, RequestBody, ResponseBody};
 use http::{Request, StatusCode};
@@ -243,4 +243,64 @@ async fn each_failure_has_its_status() {
             "Retry-After only on 503"
         );
     }
+}
+
+#[tokio::test]
+async fn responses_carry_their_route_kind_for_the_metrics() {
+    let kind = |resp: &http::Response<Body>| {
+        resp.extensions()
+            .get::<RouteKind>()
+            .copied()
+            .unwrap_or(RouteKind::App)
+    };
+    // The app's responses, and the edge's answers on its behalf, are untagged: the app path
+    // inserts nothing.
+    let (router, _) = front(ok_reply(), 10);
+    let resp = router
+        .clone()
+        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert!(resp.extensions().get::<RouteKind>().is_none());
+    let req = Request::post("/")
+        .header("content-length", "11")
+        .body(Body::from("x".repeat(11)))
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        (resp.status(), kind(&resp)),
+        (StatusCode::PAYLOAD_TOO_LARGE, RouteKind::App)
+    );
+
+    // A head the connection guard refused.
+    let mut req = Request::get("/").body(Body::empty()).unwrap();
+    req.extensions_mut().insert(Verdict::Reject(
+        StatusCode::BAD_REQUEST,
+        "ambiguous framing",
+    ));
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(
+        (resp.status(), kind(&resp)),
+        (StatusCode::BAD_REQUEST, RouteKind::Refused)
+    );
+
+    // The redirect listener's answers, the 400 for a missing Host included.
+    let redirect = flaskhost_front::redirect_router(&Edge::default(), 8443);
+    let req = Request::get("/x")
+        .header("host", "example.com")
+        .body(Body::empty())
+        .unwrap();
+    let resp = redirect.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        (resp.status(), kind(&resp)),
+        (StatusCode::MOVED_PERMANENTLY, RouteKind::Redirect)
+    );
+    let resp = redirect
+        .oneshot(Request::get("/x").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (resp.status(), kind(&resp)),
+        (StatusCode::BAD_REQUEST, RouteKind::Redirect)
+    );
 }

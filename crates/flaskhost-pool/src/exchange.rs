@@ -311,6 +311,7 @@ pub(crate) async fn dispatch(
     let mut attempts = 0;
     let (head, sent_at) = loop {
         loop {
+            let waiting = shared.metrics.as_ref().map(|_| std::time::Instant::now());
             let mut slot = match shared.queue.acquire(opts.queue_timeout).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -322,6 +323,9 @@ pub(crate) async fn dispatch(
                     return Err(e);
                 }
             };
+            if let (Some(m), Some(t)) = (&shared.metrics, waiting) {
+                m.queue_wait.observe(t.elapsed());
+            }
             slot.worker
                 .busy
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -398,6 +402,9 @@ pub(crate) async fn dispatch(
         let micros = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
         w.busy_micros
             .fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let Some(m) = &shared.metrics {
+        m.app.observe(sent_at.elapsed());
     }
     match head.kind {
         Kind::ResponseHead => {}

@@ -9,6 +9,7 @@
 mod body;
 mod error;
 mod exchange;
+mod metrics;
 mod queue;
 mod slot;
 mod spawn;
@@ -26,6 +27,7 @@ use http::{HeaderMap, Response};
 
 pub use body::ResponseBody;
 pub use error::{BoxError, DispatchError, StreamError};
+pub use metrics::PoolHistograms;
 pub use spawn::{SpawnMode, WorkerCommand};
 pub use stats::{PoolStats, RestartReason, WorkerStats, WorkerStatus, rss_bytes};
 pub use supervisor::{StartError, WorkerEvent};
@@ -51,6 +53,8 @@ pub struct PoolOptions {
     /// Longest a new worker may take to import the app and report ready.
     pub start_timeout: Duration,
     pub recycle: Recycle,
+    /// Keep the latency histograms of [`Pool::histograms`] (`--metrics`).
+    pub metrics: bool,
 }
 
 /// When a worker is replaced although nothing is wrong with it (uWSGI's max-requests,
@@ -95,6 +99,8 @@ pub(crate) struct Shared {
     /// To the supervisor (recycling requests from the request path).
     pub(crate) events: tokio::sync::mpsc::UnboundedSender<WorkerEvent>,
     pub(crate) counters: Counters,
+    /// Latency histograms, when metrics are on.
+    pub(crate) metrics: Option<metrics::PoolMetrics>,
 }
 
 /// Pool-wide totals, kept across worker replacements.
@@ -154,6 +160,7 @@ impl Pool {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             queue: queue::Queue::new(opts.queue_size),
+            metrics: opts.metrics.then(metrics::PoolMetrics::default),
             opts,
             events,
             counters: Counters::default(),
@@ -197,6 +204,14 @@ impl Pool {
                 .map(|r| (*r, c.restarts[*r as usize - 1].load(Relaxed)))
                 .collect(),
         }
+    }
+
+    /// The app-time and queue-wait histograms (`None` unless [`PoolOptions::metrics`]).
+    pub fn histograms(&self) -> Option<PoolHistograms> {
+        self.shared
+            .metrics
+            .as_ref()
+            .map(metrics::PoolMetrics::snapshot)
     }
 
     /// (idle slots, waiting requests).

@@ -77,6 +77,8 @@ pub struct ServeArgs {
     pub stats: Option<String>,
     #[arg(long, value_name = "FILE")]
     pub touch_reload: Vec<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
     #[arg(long, value_name = "N")]
     pub max_requests: Option<String>,
     #[arg(long, value_name = "N")]
@@ -171,6 +173,7 @@ impl ServeArgs {
         put("script-name", &self.script_name);
         put("log-level", &self.log_level);
         put("stats", &self.stats);
+        put("metrics", &self.metrics);
         put("max-requests", &self.max_requests);
         put("max-requests-delta", &self.max_requests_delta);
         put("max-worker-lifetime", &self.max_worker_lifetime);

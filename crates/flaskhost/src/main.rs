@@ -2,6 +2,7 @@
 //! `worker` is the hidden command the pool re-executes this binary as.
 
 mod cli;
+mod metrics;
 mod notify;
 mod serve;
 mod stats;

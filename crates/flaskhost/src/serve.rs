@@ -110,6 +110,7 @@ fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
             reload_on_rss: cfg.lifecycle.reload_on_rss,
             evil_reload_on_rss: cfg.lifecycle.evil_reload_on_rss,
         },
+        metrics: cfg.lifecycle.metrics.is_some(),
     })
 }
 
@@ -196,7 +197,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     );
     // The edge's files (certificates, static mounts, access log) are checked before any
     // worker starts, so a wrong path fails fast with nothing to clean up.
-    let edge = match Edge::load(&cfg.edge) {
+    let mut edge = match Edge::load(&cfg.edge) {
         Ok(e) => e,
         Err(e) => {
             tracing::error!("{e}");
@@ -204,6 +205,11 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             return ExitCode::from(crate::EXIT_USAGE);
         }
     };
+    edge.metrics = cfg
+        .lifecycle
+        .metrics
+        .as_ref()
+        .map(|_| Arc::new(flaskhost_front::FrontMetrics::new()));
     {
         let edge = edge.clone();
         signals.reload_hooks.push(Box::new(move || edge.reload()));
@@ -248,6 +254,18 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The metrics listener is bound with the others: a scrape target that silently is not
+    // there is worse than a server that does not start.
+    let metrics_binds: Vec<flaskhost_config::Bind> =
+        cfg.lifecycle.metrics.iter().cloned().collect();
+    let metrics_listener = match flaskhost_front::bind(&metrics_binds, None, BACKLOG) {
+        Ok(mut l) => l.pop(),
+        Err(e) => {
+            tracing::error!("metrics: {e}");
+            pool.shutdown(Duration::from_secs(5)).await;
+            return ExitCode::FAILURE;
+        }
+    };
     for l in &listeners {
         tracing::info!("listening on {}", edge.describe(l));
     }
@@ -288,6 +306,12 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         .stats
         .clone()
         .map(|bind| tokio::spawn(crate::stats::serve(bind, pool.clone(), started)));
+    let metrics_task = metrics_listener
+        .zip(edge.metrics.clone())
+        .map(|(l, front)| {
+            tracing::info!("metrics on {}", crate::metrics::describe(&l));
+            tokio::spawn(crate::metrics::serve(l, pool.clone(), front))
+        });
     let router = flaskhost_front::edge_router(Arc::new(pool.clone()), &front_opts, &edge);
     let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
     let shutdown = {
@@ -321,6 +345,11 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     }
     if let Some(t) = stats_task {
         t.abort();
+    }
+    if let Some(t) = metrics_task {
+        t.abort();
+        // Dropping the task removes its Unix socket file.
+        let _ = t.await;
     }
     if let Some(t) = watchdog {
         t.abort();

@@ -85,6 +85,7 @@ fn front_pool_ipc_config_never_reach_python() {
         "flaskhost-pool",
         "flaskhost-ipc",
         "flaskhost-config",
+        "flaskhost-telemetry",
     ] {
         let all = closure(&map, krate);
         for forbidden in ["flaskhost-python", "flaskhost-worker", "pyo3", "pyo3-ffi"] {
