@@ -1,6 +1,6 @@
 """The process lifecycle: loading the app (preload vs --lazy-apps, factories, import errors),
-binding one or more addresses, and shutting down on SIGTERM/SIGINT without dropping in-flight
-requests or leaving workers behind."""
+binding one or more addresses, and shutting down: SIGTERM without dropping in-flight requests,
+SIGINT/SIGQUIT at once; never leaving workers behind."""
 
 import concurrent.futures as cf
 import os
@@ -128,16 +128,39 @@ def start_slow(pool, server, seconds, directory, tag="inflight"):
     return future
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_lets_inflight_request_finish(serve, tmp_path, sig):
+def test_sigterm_lets_inflight_request_finish(serve, tmp_path):
     server = serve("failures:application", "--graceful-timeout", "20s")
     with cf.ThreadPoolExecutor(1) as pool:
         inflight = start_slow(pool, server, 2, tmp_path)
-        server.send_signal(sig)
+        server.send_signal(signal.SIGTERM)
         r = inflight.result(timeout=HTTP_TIMEOUT)
     assert r.status_code == 200
     assert r.json()["slept"] == 2
     assert server.stop(timeout=20) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
+def test_fast_stop_does_not_wait_for_inflight_request(serve, tmp_path, app_mode, sig):
+    """SIGINT and SIGQUIT stop at once (as in gunicorn, uWSGI and nginx): a request that would
+    run for a minute, with a graceful timeout of a minute, neither holds up the exit nor leaves
+    its worker running."""
+    server = serve("failures:application", *app_mode, "--graceful-timeout", "60s")
+    with cf.ThreadPoolExecutor(1) as pool:
+        inflight = start_slow(pool, server, 60, tmp_path)
+        server.process_tree.update(descendants(server.pid)[1:])
+        server.send_signal(sig)
+        try:
+            server.proc.wait(20)
+        except Exception:
+            pytest.fail(f"still running 20 s after {sig.name} with a request in flight")
+        server.wait_for_line(rf"{sig.name}: stopping now")
+        try:
+            r = inflight.result(timeout=HTTP_TIMEOUT)
+            assert r.status_code >= 500, "the request cannot have finished"
+        except requests.exceptions.RequestException:
+            pass  # the connection was closed: the expected outcome
+    assert server.stop() == 0
+    assert server.leftover_workers(timeout=5) == []
 
 
 def test_sigterm_stops_accepting_while_draining(serve, tmp_path):

@@ -2,7 +2,7 @@
 //!
 //! config (validated, nothing bound) → tracing → workers started (the app is imported
 //! before anything listens, so a broken app never accepts a connection) → bind → serve →
-//! signal → drain with a deadline → stop workers → exit.
+//! signal → drain with a deadline (SIGTERM) or not (SIGINT, SIGQUIT) → stop workers → exit.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -147,7 +147,8 @@ impl Signals {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return Stop::Graceful("SIGTERM"),
-                _ = self.int.recv() => return Stop::Graceful("SIGINT"),
+                // SIGINT stops fast, as in gunicorn, uWSGI and nginx: Ctrl-C means "now".
+                _ = self.int.recv() => return Stop::Fast("SIGINT"),
                 _ = self.quit.recv() => return Stop::Fast("SIGQUIT"),
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: re-reading TLS certificates, reopening the access log (workers are not reloaded)");
@@ -286,7 +287,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
                     grace
                 }
                 Stop::Fast(sig) => {
-                    tracing::info!("{sig}: stopping now");
+                    tracing::info!("{sig}: stopping now (connections closed, workers killed)");
                     Duration::ZERO
                 }
                 Stop::Failed(reason) => {
@@ -310,11 +311,20 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
     if let Some(t) = watchdog {
         t.abort();
     }
-    pool.shutdown(Duration::from_secs(5)).await;
-    let failed = matches!(
-        *stop.lock().unwrap_or_else(|p| p.into_inner()),
-        Some(Stop::Failed(_))
-    );
+    let (failed, fast) = match *stop.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Stop::Failed(_)) => (true, false),
+        Some(Stop::Fast(_)) => (false, true),
+        _ => (false, false),
+    };
+    // A fast stop kills busy workers at once; otherwise idle workers exit on their own and a
+    // request still running past the drain gets a little longer before its worker is killed.
+    pool.shutdown(if fast {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(5)
+    })
+    .await;
+
     tracing::info!("stopped");
     if failed {
         ExitCode::FAILURE
