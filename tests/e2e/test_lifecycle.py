@@ -79,6 +79,28 @@ def test_worker_started_lines(serve):
     assert all(process_alive(w["pid"]) for w in workers)
 
 
+def cmdline(pid) -> list[str]:
+    """/proc/PID/cmdline as its arguments (a rewritten title is NUL-padded to its old length)."""
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+    return raw.decode().split("\0")
+
+
+def test_process_titles(serve, app_mode):
+    """ps shows each worker as `flaskhost worker N` (N as in the `worker started` line) and the
+    fork server with the app it preloaded, not the long hidden `worker` command line."""
+    server = serve("hello:application", *app_mode, workers=2)
+    workers = server.wait_for_workers(2)
+    for w in workers:
+        assert cmdline(w["pid"]) == [f"flaskhost worker {w['id']}"], w
+        assert Path(f"/proc/{w['pid']}/comm").read_text().strip() == f"flaskhost-w{w['id']}"
+    others = set(descendants(server.pid)[1:]) - {w["pid"] for w in workers}
+    if app_mode:
+        assert others == set(), "lazy workers are the main process's only children"
+    else:
+        assert [cmdline(p) for p in others] == [["flaskhost fork-server hello:application"]]
+    assert cmdline(server.pid)[1:3] == ["serve", "--app"], "the main process keeps its own"
+
+
 # ---- binding -------------------------------------------------------------------------------------
 def ipv6_loopback_available():
     try:

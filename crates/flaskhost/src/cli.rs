@@ -258,6 +258,9 @@ pub struct WorkerArgs {
     pub control_fd: Option<i32>,
     #[arg(long, value_delimiter = ',')]
     pub slot_fds: Vec<i32>,
+    /// The lazy worker's id, for its process title.
+    #[arg(long)]
+    pub worker_id: Option<u32>,
 }
 
 /// Parses the command line, with each option's help taken from the option table.

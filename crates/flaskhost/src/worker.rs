@@ -21,6 +21,7 @@ pub fn run(args: cli::WorkerArgs) -> ExitCode {
             multithread: args.multithread,
             multiprocess: args.multiprocess,
         },
+        worker_id: args.worker_id,
     };
     let code = if args.fork_server {
         let Some(fd) = args.control_fd else {
