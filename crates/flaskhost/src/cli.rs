@@ -67,6 +67,12 @@ pub struct ServeArgs {
     pub script_name: Option<String>,
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<String>,
+    #[arg(long, value_name = "USER|UID")]
+    pub uid: Option<String>,
+    #[arg(long, value_name = "GROUP|GID")]
+    pub gid: Option<String>,
     #[arg(long, value_name = "ADDR")]
     pub stats: Option<String>,
     #[arg(long, value_name = "N")]
@@ -159,6 +165,9 @@ impl ServeArgs {
         put("max-body-size", &self.max_body_size);
         put("script-name", &self.script_name);
         put("log-level", &self.log_level);
+        put("pidfile", &self.pidfile);
+        put("uid", &self.uid);
+        put("gid", &self.gid);
         put("stats", &self.stats);
         put("max-requests", &self.max_requests);
         put("max-requests-delta", &self.max_requests_delta);
