@@ -22,6 +22,10 @@ pub enum Cmd {
     Serve(Box<ServeArgs>),
     /// Print the stats of a running server (its `--stats` address), e.g. `flaskhost stats 127.0.0.1:9191`.
     Stats(StatsArgs),
+    /// Reload a running server: send it SIGHUP (e.g. `flaskhost reload --pidfile /run/flaskhost.pid`).
+    Reload(SignalArgs),
+    /// Stop a running server: SIGTERM (drain), or SIGQUIT with `--fast`.
+    Stop(StopArgs),
     /// Internal: a Python worker process, started by `serve`.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -240,6 +244,27 @@ pub struct StatsArgs {
     /// Print the raw JSON document.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Which server to signal: its pid, or the pidfile it wrote (`--pidfile`).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SignalArgs {
+    /// The main process's pid.
+    pub pid: Option<i32>,
+    /// The server's pidfile (its `--pidfile`).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub target: SignalArgs,
+    /// Stop at once (SIGQUIT): in-flight requests are cut off. Default: SIGTERM, which lets
+    /// them finish within the server's graceful timeout.
+    #[arg(long)]
+    pub fast: bool,
 }
 
 /// Flags of the hidden `worker` command, written by the pool.

@@ -1,8 +1,9 @@
 //! `flaskhost serve`: the lifecycle of the main process.
 //!
-//! config (validated, nothing bound) → tracing → workers started (the app is imported
-//! before anything listens, so a broken app never accepts a connection) → bind → serve →
-//! signal → drain with a deadline (SIGTERM) or not (SIGINT, SIGQUIT) → stop workers → exit.
+//! config (validated, pidfile checked; nothing bound) → tracing → workers started (the app
+//! is imported before anything listens, so a broken app never accepts a connection) → bind →
+//! pidfile → serve → signal → drain with a deadline (SIGTERM) or not (SIGINT, SIGQUIT) → stop
+//! workers → remove the pidfile → exit.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,6 +36,19 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     crate::init_tracing(&cfg.log_level);
+    // Absolute before `chdir`, so that `flaskhost reload --pidfile` run from the same
+    // directory finds it.
+    let pidfile = match cfg.pidfile.as_deref().map(std::path::absolute).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("flaskhost: configuration error: `pidfile`: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    if let Some(Err(e)) = pidfile.as_deref().map(crate::pidfile::check_free) {
+        eprintln!("flaskhost: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some((dir, Err(e))) = cfg
         .chdir
         .as_ref()
@@ -56,7 +70,13 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(lifecycle(cfg))
+    rt.block_on(lifecycle(cfg, Process { pidfile }))
+}
+
+/// What `run` prepared about the process itself, before the runtime started.
+struct Process {
+    /// Where to write the pid (absolute).
+    pidfile: Option<std::path::PathBuf>,
 }
 
 fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
@@ -162,7 +182,7 @@ impl Signals {
     }
 }
 
-async fn lifecycle(cfg: ServeConfig) -> ExitCode {
+async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
     let started = Instant::now();
     let mut signals = match Signals::install() {
         Ok(s) => s,
@@ -242,6 +262,17 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             pool.shutdown(Duration::from_secs(5)).await;
             return ExitCode::FAILURE;
         }
+    };
+    let pidfile = match process.pidfile.as_deref() {
+        None => None,
+        Some(path) => match crate::pidfile::PidFile::write(path) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!("pidfile: cannot write {}: {e}", path.display());
+                pool.shutdown(Duration::from_secs(5)).await;
+                return ExitCode::FAILURE;
+            }
+        },
     };
     for l in &listeners {
         tracing::info!("listening on {}", edge.describe(l));
@@ -324,7 +355,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         Duration::from_secs(5)
     })
     .await;
-
+    drop(pidfile);
     tracing::info!("stopped");
     if failed {
         ExitCode::FAILURE
