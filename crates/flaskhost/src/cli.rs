@@ -295,6 +295,14 @@ pub struct WorkerArgs {
     /// The lazy worker's id, for its process title.
     #[arg(long)]
     pub worker_id: Option<u32>,
+    /// Switch to this uid (and `--gid`, `--groups`) before anything else: the server's
+    /// `uid`/`gid`, resolved to numbers by `serve`.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<u32>,
 }
 
 /// Parses the command line, with each option's help taken from the option table.

@@ -6,6 +6,7 @@ mod cli;
 mod control;
 mod notify;
 mod pidfile;
+mod privileges;
 mod serve;
 mod stats;
 mod worker;

@@ -1,9 +1,10 @@
 //! `flaskhost serve`: the lifecycle of the main process.
 //!
-//! config (validated, pidfile checked; nothing bound) → tracing → workers started (the app
-//! is imported before anything listens, so a broken app never accepts a connection) → bind →
-//! pidfile → serve → signal → drain with a deadline (SIGTERM) or not (SIGINT, SIGQUIT) → stop
-//! workers → remove the pidfile → exit.
+//! config (validated, users looked up, pidfile checked; nothing bound) → tracing → workers
+//! started (the app is imported before anything listens, so a broken app never accepts a
+//! connection; with `uid` they switch users first) → bind →
+//! pidfile → switch users → serve → signal → drain with a deadline (SIGTERM) or not
+//! (SIGINT, SIGQUIT) → stop workers → remove the pidfile → exit.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,6 +37,17 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     crate::init_tracing(&cfg.log_level);
+    // `uid`/`gid` are looked up, and the switch checked to be possible, before anything
+    // starts; a wrong user is a configuration error like any other.
+    let run_as = match crate::privileges::resolve(&cfg.run_as)
+        .and_then(|c| c.map(|c| c.check().map(|()| c)).transpose())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flaskhost: configuration error: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
     // Absolute before `chdir`, so that `flaskhost reload --pidfile` run from the same
     // directory finds it.
     let pidfile = match cfg.pidfile.as_deref().map(std::path::absolute).transpose() {
@@ -70,16 +82,21 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(lifecycle(cfg, Process { pidfile }))
+    rt.block_on(lifecycle(cfg, Process { run_as, pidfile }))
 }
 
 /// What `run` prepared about the process itself, before the runtime started.
 struct Process {
+    /// The user and group to switch to after binding (`uid`, `gid`).
+    run_as: Option<crate::privileges::Credentials>,
     /// Where to write the pid (absolute).
     pidfile: Option<std::path::PathBuf>,
 }
 
-fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
+fn pool_options(
+    cfg: &ServeConfig,
+    run_as: Option<&crate::privileges::Credentials>,
+) -> std::io::Result<PoolOptions> {
     let program = std::env::current_exe()?;
     let app_dir = std::env::current_dir()?;
     let mut args: Vec<std::ffi::OsString> = vec![
@@ -106,6 +123,11 @@ fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
     }
     if cfg.workers.get() > 1 {
         args.push("--multiprocess".into());
+    }
+    // Workers start before anything is bound, so they switch users themselves, before the
+    // app is imported.
+    if let Some(c) = run_as {
+        args.extend(c.worker_args().into_iter().map(Into::into));
     }
     Ok(PoolOptions {
         workers: cfg.workers.get(),
@@ -191,7 +213,7 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = match pool_options(&cfg) {
+    let opts = match pool_options(&cfg, process.run_as.as_ref()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("cannot find this executable to start workers: {e}");
@@ -263,6 +285,11 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stats_listener = match cfg.lifecycle.stats.clone() {
+        Some(bind) => crate::stats::bind(bind).await,
+        None => None,
+    };
+    // Written as root if started as root (so /run works), before the switch below.
     let pidfile = match process.pidfile.as_deref() {
         None => None,
         Some(path) => match crate::pidfile::PidFile::write(path) {
@@ -274,6 +301,27 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
             }
         },
     };
+    if let Some(run_as) = &process.run_as {
+        // The Unix sockets flaskhost created belong to the user it runs as, as gunicorn does,
+        // so `socket-mode` means what it says for that user and group.
+        for l in &listeners {
+            if let flaskhost_front::Listener::Unix { path, .. } = l
+                && let Err(e) = std::os::unix::fs::chown(path, run_as.uid, Some(run_as.gid))
+            {
+                tracing::warn!("cannot hand {} to {}: {e}", path.display(), run_as.label);
+            }
+        }
+        if let Err(e) = run_as.switch() {
+            tracing::error!("cannot switch to {}: {e}", run_as.label);
+            pool.shutdown(Duration::ZERO).await;
+            return ExitCode::FAILURE;
+        }
+        tracing::info!(
+            groups = ?run_as.groups,
+            "running as {} from now on",
+            run_as.label
+        );
+    }
     for l in &listeners {
         tracing::info!("listening on {}", edge.describe(l));
     }
@@ -300,11 +348,8 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
     let watchdog = crate::notify::Notifier::watchdog_interval()
         .map(|every| tokio::spawn(notifier.clone().watchdog(every)));
 
-    let stats_task = cfg
-        .lifecycle
-        .stats
-        .clone()
-        .map(|bind| tokio::spawn(crate::stats::serve(bind, pool.clone(), started)));
+    let stats_task =
+        stats_listener.map(|l| tokio::spawn(crate::stats::serve(l, pool.clone(), started)));
     let router = flaskhost_front::edge_router(Arc::new(pool.clone()), &front_opts, &edge);
     let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
     let shutdown = {
