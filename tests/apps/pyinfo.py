@@ -1,7 +1,8 @@
 """Reports the interpreter the worker runs: sys.executable, sys.prefix, where flask comes from,
 the working directory, and the pid that imported this module (IMPORT_PID: equal to the worker's
 pid with --lazy-apps, the fork server's pid when the app is preloaded); the user and groups the
-worker runs as and imported the app as (--uid/--gid)."""
+worker runs as and imported the app as (--uid/--gid); the LISTEN_* variables it sees (none: they
+are systemd's message to the main process)."""
 
 import os
 import sys
@@ -34,6 +35,7 @@ def pyinfo(environ, start_response):
         "uids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],
         "groups": sorted(os.getgroups()),
         "import_uids": IMPORT_UIDS,
+        "listen_env": {k: v for k, v in os.environ.items() if k.startswith("LISTEN_")},
     })
 
 

@@ -2,6 +2,7 @@
 //! `worker` is the hidden command the pool re-executes this binary as; `reload` and `stop`
 //! signal a running server (control.rs).
 
+mod activation;
 mod cli;
 mod control;
 mod notify;

@@ -2,7 +2,7 @@
 //!
 //! config (validated, users looked up, pidfile checked; nothing bound) → tracing → workers
 //! started (the app is imported before anything listens, so a broken app never accepts a
-//! connection; with `uid` they switch users first) → bind →
+//! connection; with `uid` they switch users first) → bind (or take systemd's sockets) →
 //! pidfile → switch users → serve → signal → drain with a deadline (SIGTERM) or not
 //! (SIGINT, SIGQUIT) → stop workers → remove the pidfile → exit.
 
@@ -61,6 +61,14 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         eprintln!("flaskhost: {e}");
         return ExitCode::FAILURE;
     }
+    // Before any thread exists: this edits the environment.
+    let activated = match crate::activation::take() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("flaskhost: socket activation: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
     if let Some((dir, Err(e))) = cfg
         .chdir
         .as_ref()
@@ -82,7 +90,14 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(lifecycle(cfg, Process { run_as, pidfile }))
+    rt.block_on(lifecycle(
+        cfg,
+        Process {
+            run_as,
+            pidfile,
+            activated,
+        },
+    ))
 }
 
 /// What `run` prepared about the process itself, before the runtime started.
@@ -91,6 +106,8 @@ struct Process {
     run_as: Option<crate::privileges::Credentials>,
     /// Where to write the pid (absolute).
     pidfile: Option<std::path::PathBuf>,
+    /// Listening sockets handed over by systemd; when there are any, `bind` is not used.
+    activated: Vec<crate::activation::Activated>,
 }
 
 fn pool_options(
@@ -263,7 +280,18 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
         max_body_size: cfg.max_body_size,
         header_read_timeout: cfg.edge.limits.header_timeout,
     };
-    let listeners = match flaskhost_front::bind(&cfg.binds, cfg.socket_mode, BACKLOG) {
+    let from_systemd = !process.activated.is_empty();
+    let names: Vec<Option<String>> = process.activated.iter().map(|a| a.name.clone()).collect();
+    let bound = if from_systemd {
+        tracing::info!(
+            sockets = names.len(),
+            "socket activation: serving the sockets systemd passed (`bind` is not used)"
+        );
+        flaskhost_front::adopt(process.activated.into_iter().map(|a| a.socket).collect())
+    } else {
+        flaskhost_front::bind(&cfg.binds, cfg.socket_mode, BACKLOG)
+    };
+    let listeners = match bound {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
@@ -305,7 +333,11 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
         // The Unix sockets flaskhost created belong to the user it runs as, as gunicorn does,
         // so `socket-mode` means what it says for that user and group.
         for l in &listeners {
-            if let flaskhost_front::Listener::Unix { path, .. } = l
+            if let flaskhost_front::Listener::Unix {
+                path,
+                remove_on_exit: true,
+                ..
+            } = l
                 && let Err(e) = std::os::unix::fs::chown(path, run_as.uid, Some(run_as.gid))
             {
                 tracing::warn!("cannot hand {} to {}: {e}", path.display(), run_as.label);
@@ -322,8 +354,17 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
             run_as.label
         );
     }
-    for l in &listeners {
-        tracing::info!("listening on {}", edge.describe(l));
+    for (i, l) in listeners.iter().enumerate() {
+        if from_systemd {
+            match names.get(i).cloned().flatten() {
+                Some(name) => {
+                    tracing::info!("listening on {} (systemd socket {name})", edge.describe(l));
+                }
+                None => tracing::info!("listening on {} (systemd socket)", edge.describe(l)),
+            }
+        } else {
+            tracing::info!("listening on {}", edge.describe(l));
+        }
     }
     for l in &redirects {
         tracing::info!("listening on {} (redirects to https)", l.describe());
