@@ -349,9 +349,11 @@ define_options! {
     }
 
     /// Write the main process's pid (and a newline) to this file once every address listens;
-    /// it is removed at exit. If the file names a flaskhost that is still running, start-up
-    /// stops, as gunicorn does (nginx overwrites it); a stale one is replaced. `flaskhost
-    /// reload --pidfile FILE` and `flaskhost stop --pidfile FILE` signal the server it names.
+    /// it is removed at exit (after a `uid` switch, only if the user may). If the file names a
+    /// flaskhost that is still running, start-up stops, as gunicorn does (nginx overwrites
+    /// it); a stale one is replaced. A relative path is taken from the directory flaskhost
+    /// starts in, not `chdir`. `flaskhost reload --pidfile FILE` and `flaskhost stop
+    /// --pidfile FILE` signal the server it names.
     pidfile: PathBuf {
         key: "pidfile",
         default: Unset("none"),
