@@ -1,6 +1,8 @@
 """Reports the interpreter the worker runs: sys.executable, sys.prefix, where flask comes from,
 the working directory, and the pid that imported this module (IMPORT_PID: equal to the worker's
-pid with --lazy-apps, the fork server's pid when the app is preloaded)."""
+pid with --lazy-apps, the fork server's pid when the app is preloaded); the user and groups the
+worker runs as and imported the app as (--uid/--gid); the LISTEN_* variables it sees (none: they
+are systemd's message to the main process)."""
 
 import os
 import sys
@@ -9,6 +11,7 @@ import threading
 from _wsgitest import respond_json, validated
 
 IMPORT_PID = os.getpid()
+IMPORT_UIDS = [os.getuid(), os.geteuid(), os.getgid(), os.getegid()]
 
 
 def pyinfo(environ, start_response):
@@ -29,6 +32,10 @@ def pyinfo(environ, start_response):
         "import_pid": IMPORT_PID,
         "threads": threading.active_count(),
         "env_marker": os.environ.get("FH_TEST_ENV_MARKER"),
+        "uids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid()],
+        "groups": sorted(os.getgroups()),
+        "import_uids": IMPORT_UIDS,
+        "listen_env": {k: v for k, v in os.environ.items() if k.startswith("LISTEN_")},
     })
 
 

@@ -81,12 +81,13 @@ class ServerFactory:
         node._flaskhost_servers = self.servers
 
     def __call__(self, app, *args, workers=1, threads=None, chdir=APPS, binds=None, env=None,
-                 venv=True, config=None, wait=True, cwd=None):
+                 venv=True, config=None, wait=True, cwd=None, wrapper=(), popen=None):
         _require_binary()
         binds = ["127.0.0.1:0"] if binds is None else list(binds)
         cmd = build_args(app, args, workers=workers, threads=threads, chdir=chdir, binds=binds,
                          config=config)
-        server = Server(cmd, clean_env(env, venv), cwd=cwd, expected_binds=len(binds))
+        server = Server(cmd, clean_env(env, venv), cwd=cwd, expected_binds=len(binds),
+                        wrapper=wrapper, popen=popen)
         self.servers.append(server)
         if wait:
             try:
@@ -152,9 +153,9 @@ def run_flaskhost(request):
     started = []
     request.node._flaskhost_servers = started
 
-    def run(*args, env=None, venv=True, cwd=None, timeout=30.0):
+    def run(*args, env=None, venv=True, cwd=None, timeout=30.0, popen=None):
         _require_binary()
-        server = Server([str(a) for a in args], clean_env(env, venv), cwd=cwd)
+        server = Server([str(a) for a in args], clean_env(env, venv), cwd=cwd, popen=popen)
         started.append(server)
         server.wait_exit(timeout)
         return server

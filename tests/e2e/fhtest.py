@@ -80,8 +80,10 @@ class Server:
     """One running ``flaskhost`` process and everything it printed (stdout and stderr merged,
     ANSI colours stripped, in arrival order)."""
 
-    def __init__(self, args, env, cwd=None, expected_binds=1):
-        self.args = [str(BIN), *map(str, args)]
+    def __init__(self, args, env, cwd=None, expected_binds=1, wrapper=(), popen=None):
+        """``wrapper``: a command that runs the binary (it must ``exec`` it, so the pid stays
+        the server's); ``popen``: more subprocess.Popen arguments (``pass_fds``, ``user``)."""
+        self.args = [*map(str, wrapper), str(BIN), *map(str, args)]
         self.expected_binds = expected_binds
         self._lines: list[str] = []
         self._cond = threading.Condition()
@@ -91,7 +93,7 @@ class Server:
         self.proc = subprocess.Popen(
             self.args, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True,
+            start_new_session=True, **(popen or {}),
         )
         self.pid = self.proc.pid
         self._threads = [

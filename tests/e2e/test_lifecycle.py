@@ -1,6 +1,6 @@
 """The process lifecycle: loading the app (preload vs --lazy-apps, factories, import errors),
-binding one or more addresses, and shutting down on SIGTERM/SIGINT without dropping in-flight
-requests or leaving workers behind."""
+binding one or more addresses, and shutting down: SIGTERM without dropping in-flight requests,
+SIGINT/SIGQUIT at once; never leaving workers behind."""
 
 import concurrent.futures as cf
 import os
@@ -79,6 +79,28 @@ def test_worker_started_lines(serve):
     assert all(process_alive(w["pid"]) for w in workers)
 
 
+def cmdline(pid) -> list[str]:
+    """/proc/PID/cmdline as its arguments (a rewritten title is NUL-padded to its old length)."""
+    raw = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+    return raw.decode().split("\0")
+
+
+def test_process_titles(serve, app_mode):
+    """ps shows each worker as `flaskhost worker N` (N as in the `worker started` line) and the
+    fork server with the app it preloaded, not the long hidden `worker` command line."""
+    server = serve("hello:application", *app_mode, workers=2)
+    workers = server.wait_for_workers(2)
+    for w in workers:
+        assert cmdline(w["pid"]) == [f"flaskhost worker {w['id']}"], w
+        assert Path(f"/proc/{w['pid']}/comm").read_text().strip() == f"flaskhost-w{w['id']}"
+    others = set(descendants(server.pid)[1:]) - {w["pid"] for w in workers}
+    if app_mode:
+        assert others == set(), "lazy workers are the main process's only children"
+    else:
+        assert [cmdline(p) for p in others] == [["flaskhost fork-server hello:application"]]
+    assert cmdline(server.pid)[1:3] == ["serve", "--app"], "the main process keeps its own"
+
+
 # ---- binding -------------------------------------------------------------------------------------
 def ipv6_loopback_available():
     try:
@@ -128,16 +150,39 @@ def start_slow(pool, server, seconds, directory, tag="inflight"):
     return future
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_lets_inflight_request_finish(serve, tmp_path, sig):
+def test_sigterm_lets_inflight_request_finish(serve, tmp_path):
     server = serve("failures:application", "--graceful-timeout", "20s")
     with cf.ThreadPoolExecutor(1) as pool:
         inflight = start_slow(pool, server, 2, tmp_path)
-        server.send_signal(sig)
+        server.send_signal(signal.SIGTERM)
         r = inflight.result(timeout=HTTP_TIMEOUT)
     assert r.status_code == 200
     assert r.json()["slept"] == 2
     assert server.stop(timeout=20) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["SIGINT", "SIGQUIT"])
+def test_fast_stop_does_not_wait_for_inflight_request(serve, tmp_path, app_mode, sig):
+    """SIGINT and SIGQUIT stop at once (as in gunicorn, uWSGI and nginx): a request that would
+    run for a minute, with a graceful timeout of a minute, neither holds up the exit nor leaves
+    its worker running."""
+    server = serve("failures:application", *app_mode, "--graceful-timeout", "60s")
+    with cf.ThreadPoolExecutor(1) as pool:
+        inflight = start_slow(pool, server, 60, tmp_path)
+        server.process_tree.update(descendants(server.pid)[1:])
+        server.send_signal(sig)
+        try:
+            server.proc.wait(20)
+        except Exception:
+            pytest.fail(f"still running 20 s after {sig.name} with a request in flight")
+        server.wait_for_line(rf"{sig.name}: stopping now")
+        try:
+            r = inflight.result(timeout=HTTP_TIMEOUT)
+            assert r.status_code >= 500, "the request cannot have finished"
+        except requests.exceptions.RequestException:
+            pass  # the connection was closed: the expected outcome
+    assert server.stop() == 0
+    assert server.leftover_workers(timeout=5) == []
 
 
 def test_sigterm_stops_accepting_while_draining(serve, tmp_path):

@@ -252,6 +252,40 @@ pub(crate) mod socket_mode {
     }
 }
 
+/// `Option<String>` naming a user or group: a string, or an integer (a numeric id, as TOML
+/// `uid = 33` writes it), kept as text; [`parse::parse_account`] reads it.
+pub(crate) mod account {
+    use super::{Deserializer, Visitor, de, fmt};
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<String>, D::Error> {
+        deserializer.deserialize_any(AccountVisitor).map(Some)
+    }
+
+    struct AccountVisitor;
+
+    impl Visitor<'_> for AccountVisitor {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a name or a numeric id (examples: \"www-data\", 33)")
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<String, E> {
+            Ok(value.to_string())
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<String, E> {
+            Ok(value.to_owned())
+        }
+    }
+}
+
 /// `Option<Vec<String>>` from a list of strings or a single string (one item). The
 /// environment's comma-separated form is split before it reaches here, where the source is
 /// known, so a string from a file is never split.

@@ -46,8 +46,8 @@ pub use error::{ConfigError, Origin};
 pub use load::{CONFIG_ENV_VAR, DEFAULT_CONFIG_FILE, IGNORED_ENV_VARS, Sources, load, process_env};
 pub use options::{DefaultValue, EnvShape, OPTIONS, OptionInfo, Options, option_info};
 pub use parse::{
-    check_log_level, check_script_name, parse_app_spec, parse_bind, parse_duration, parse_size,
-    parse_socket_mode,
+    check_log_level, check_script_name, parse_account, parse_app_spec, parse_bind, parse_duration,
+    parse_size, parse_socket_mode,
 };
 pub use reference::reference_markdown;
 
@@ -68,6 +68,32 @@ pub struct AppSpec {
 pub enum Bind {
     Tcp(SocketAddr),
     Unix(PathBuf),
+}
+
+/// A user or group as configured (`uid`, `gid`): a name, or a numeric id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Account {
+    Name(String),
+    Id(u32),
+}
+
+impl std::fmt::Display for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Account::Name(name) => f.write_str(name),
+            Account::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+/// Who the server runs as once it has bound its addresses (`uid`, `gid`), as configured.
+/// Names are not looked up here (loading reads no system database); the binary resolves
+/// them before anything starts and reports a missing one with [`ConfigError::InvalidValue`],
+/// using the origin kept here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: Option<(Account, Origin)>,
+    pub group: Option<(Account, Origin)>,
 }
 
 /// The validated configuration of `flaskhost serve`.
@@ -97,6 +123,10 @@ pub struct ServeConfig {
     pub script_name: String,
     /// A tracing-subscriber filter directive, e.g. `info` or `flaskhost=debug`.
     pub log_level: String,
+    /// Where to write the main process's pid (`pidfile`).
+    pub pidfile: Option<PathBuf>,
+    /// The user and group to switch to after binding (`uid`, `gid`).
+    pub run_as: RunAs,
     /// The edge: TLS, redirect, static files, headers, limits, proxies, access log,
     /// compression (see `edge.rs`).
     pub edge: EdgeConfig,

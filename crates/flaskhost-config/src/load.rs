@@ -18,7 +18,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 use crate::error::{ConfigError, Origin, suggest};
 use crate::options::{DefaultValue, EnvShape, OPTIONS, Options, option_info};
 use crate::parse;
-use crate::{Bind, ServeConfig};
+use crate::{Account, Bind, ServeConfig};
 
 /// The prefix of flaskhost's environment variables.
 const ENV_PREFIX: &str = "FLASKHOST_";
@@ -257,6 +257,9 @@ impl Merged {
             max_body_size,
             script_name,
             log_level,
+            pidfile,
+            uid,
+            gid,
             tls,
             tls_cert,
             tls_key,
@@ -421,6 +424,13 @@ impl Merged {
             .map_err(|reason| self.invalid("script-name", reason))?;
         let log_level = required(log_level, "log-level")?;
         parse::check_log_level(&log_level).map_err(|reason| self.invalid("log-level", reason))?;
+        let pidfile = pidfile
+            .map(|path| self.non_empty_path("pidfile", path))
+            .transpose()?;
+        let run_as = crate::RunAs {
+            user: uid.map(|text| self.account("uid", &text)).transpose()?,
+            group: gid.map(|text| self.account("gid", &text)).transpose()?,
+        };
 
         Ok(ServeConfig {
             lifecycle,
@@ -440,6 +450,8 @@ impl Merged {
             max_body_size,
             script_name,
             log_level,
+            pidfile,
+            run_as,
             edge,
         })
     }
@@ -463,6 +475,11 @@ impl Merged {
             binds.push(bind);
         }
         Ok(binds)
+    }
+
+    fn account(&self, key: &str, text: &str) -> Result<(Account, Origin), ConfigError> {
+        let account = parse::parse_account(text).map_err(|reason| self.invalid(key, reason))?;
+        Ok((account, self.origin(key)))
     }
 
     fn non_empty_path(&self, key: &str, path: PathBuf) -> Result<PathBuf, ConfigError> {
@@ -681,7 +698,11 @@ fn cli_text_into(dict: &mut Dict, pairs: &[(&'static str, String)]) -> Result<()
 /// The command-line layer: the given options, serialized.
 fn cli_dict(cli: &Options) -> Result<Dict, ConfigError> {
     // Figment values hold strings, so a path must be Unicode to pass through the merge.
-    for (key, path) in [("chdir", &cli.chdir), ("venv", &cli.venv)] {
+    for (key, path) in [
+        ("chdir", &cli.chdir),
+        ("venv", &cli.venv),
+        ("pidfile", &cli.pidfile),
+    ] {
         if let Some(path) = path.as_ref().filter(|path| path.to_str().is_none()) {
             return Err(ConfigError::InvalidValue {
                 key: key.into(),

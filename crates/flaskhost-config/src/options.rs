@@ -383,6 +383,42 @@ define_options! {
         env: Single,
     }
 
+    /// Write the main process's pid (and a newline) to this file once every address listens;
+    /// it is removed at exit (after a `uid` switch, only if the user may). If the file names a
+    /// flaskhost that is still running, start-up stops, as gunicorn does (nginx overwrites
+    /// it); a stale one is replaced. A relative path is taken from the directory flaskhost
+    /// starts in, not `chdir`. `flaskhost reload --pidfile FILE` and `flaskhost stop
+    /// --pidfile FILE` signal the server it names.
+    pidfile: PathBuf {
+        key: "pidfile",
+        default: Unset("none"),
+        example: "pidfile = \"/run/flaskhost/flaskhost.pid\"",
+        equivalent: "nginx `pid`; uWSGI `pidfile`; gunicorn `--pid`",
+        env: Single,
+    }
+
+    /// Run as this user (a name or a numeric id) once every address is bound: the main
+    /// process binds as root and then switches, with the user's supplementary groups; workers
+    /// switch before the app is imported. Needs root, unless it is the current user already.
+    uid: String {
+        key: "uid",
+        default: Unset("none (stay the user flaskhost was started as)"),
+        example: "uid = \"www-data\"",
+        equivalent: "nginx `user`; uWSGI `uid`; gunicorn `--user`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::account::deserialize"),
+    }
+
+    /// Run as this group (a name or a numeric id) once every address is bound, as `uid` does.
+    gid: String {
+        key: "gid",
+        default: Unset("the `uid` user's primary group; without `uid`, stay in the current group"),
+        example: "gid = \"www-data\"",
+        equivalent: "nginx `user USER GROUP`; uWSGI `gid`; gunicorn `--group`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::account::deserialize"),
+    }
+
     // ---- The edge: TLS, static files, headers, limits, client address, access log,
     // compression. Validated in `edge.rs`.
 

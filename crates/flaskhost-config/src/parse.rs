@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{AppSpec, Bind};
+use crate::{Account, AppSpec, Bind};
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
@@ -314,6 +314,38 @@ fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|first| first == '_' || first.is_alphabetic())
         && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// Reads a `uid` or `gid` value: digits are a numeric id, anything else a name (checked here
+/// for form only; whether it exists is for the system's user database to say).
+///
+/// # Errors
+///
+/// Returns a message quoting `text` with examples.
+pub fn parse_account(text: &str) -> Result<Account, String> {
+    const EXAMPLES: &str = "(examples: www-data, 33)";
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(format!(
+            "the value is empty; give a name or a numeric id {EXAMPLES}"
+        ));
+    }
+    if trimmed.starts_with('-') && trimmed[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{text:?} is negative; ids are 0 or more {EXAMPLES}"
+        ));
+    }
+    if trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        // u32::MAX is (uid_t)-1, which setuid reads as "leave unchanged".
+        return match trimmed.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(Account::Id(id)),
+            _ => Err(format!("{text:?} is out of range {EXAMPLES}")),
+        };
+    }
+    if trimmed.contains(|c: char| c == ':' || c == '/' || c == '\0' || c.is_whitespace()) {
+        return Err(format!("{text:?} is not a user or group name {EXAMPLES}"));
+    }
+    Ok(Account::Name(trimmed.to_owned()))
 }
 
 /// Checks a log filter without depending on tracing-subscriber: either a level, or

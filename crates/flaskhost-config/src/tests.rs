@@ -369,6 +369,9 @@ fn every_options_field_is_in_the_table() {
         max_body_size: Some(0),
         script_name: Some(String::new()),
         log_level: Some(String::new()),
+        pidfile: Some(PathBuf::new()),
+        uid: Some(String::new()),
+        gid: Some(String::new()),
         tls: Some(String::new()),
         tls_cert: Some(Vec::new()),
         tls_key: Some(Vec::new()),
@@ -980,4 +983,74 @@ fn metrics_address_like_stats() {
         error.origin(),
         Some(&Origin::Env("FLASKHOST_METRICS".into()))
     );
+}
+
+#[test]
+fn run_as_and_pidfile() {
+    use crate::{Account, RunAs};
+
+    let config = load_with(None, &app_only(), Options::default()).expect("load");
+    assert_eq!(config.run_as, RunAs::default());
+    assert_eq!(config.pidfile, None);
+
+    // Names and ids, from each source; the origin is kept for the binary's lookup errors.
+    let dir = TempDir::new();
+    let file = dir.write(
+        "flaskhost.toml",
+        "app = \"wsgi:app\"\nuid = 33\ngid = \"www-data\"\npidfile = \"/run/fh.pid\"\n",
+    );
+    let config = load_with(Some(&file), &[], Options::default()).expect("load");
+    assert_eq!(
+        config.run_as.user,
+        Some((Account::Id(33), Origin::File(file.clone())))
+    );
+    assert_eq!(
+        config.run_as.group,
+        Some((Account::Name("www-data".into()), Origin::File(file.clone())))
+    );
+    assert_eq!(config.pidfile, Some(PathBuf::from("/run/fh.pid")));
+
+    let mut pairs = app_only();
+    pairs.push(("FLASKHOST_UID".into(), "nobody".into()));
+    let config = load_with(None, &pairs, Options::default()).expect("load");
+    assert_eq!(
+        config.run_as.user,
+        Some((
+            Account::Name("nobody".into()),
+            Origin::Env("FLASKHOST_UID".into())
+        ))
+    );
+    assert_eq!(config.run_as.group, None);
+
+    for (value, reason) in [
+        (
+            "",
+            "the value is empty; give a name or a numeric id (examples: www-data, 33)",
+        ),
+        (
+            "-1",
+            "\"-1\" is negative; ids are 0 or more (examples: www-data, 33)",
+        ),
+        (
+            "4294967295",
+            "\"4294967295\" is out of range (examples: www-data, 33)",
+        ),
+        (
+            "a b",
+            "\"a b\" is not a user or group name (examples: www-data, 33)",
+        ),
+    ] {
+        let mut pairs = app_only();
+        pairs.push(("FLASKHOST_GID".into(), value.into()));
+        let error = error_of(load_with(None, &pairs, Options::default()));
+        assert_eq!(
+            error.to_string(),
+            format!("invalid value for `gid` from environment variable FLASKHOST_GID: {reason}")
+        );
+    }
+
+    let mut pairs = app_only();
+    pairs.push(("FLASKHOST_PIDFILE".into(), String::new()));
+    let error = error_of(load_with(None, &pairs, Options::default()));
+    assert_eq!(error.key(), Some("pidfile"));
 }

@@ -25,7 +25,7 @@ pub use app::{ConnInfo, DispatchFuture, Upstream};
 pub use conn::{ConnLimits, Verdict};
 pub use forwarded::TrustedProxies;
 pub use headers::{HeaderError, ResponseHeaders, SECURITY_HEADERS};
-pub use listen::{Listener, bind};
+pub use listen::{InheritedSocket, Listener, adopt, bind};
 pub use metrics::{FrontMetrics, RouteKind};
 pub use server::{
     Edge, EdgeError, FrontOptions, edge_router, redirect_router, router, serve, serve_edge,

@@ -19,9 +19,66 @@ pub enum Listener {
     Tcp(tokio::net::TcpListener),
     Unix {
         listener: tokio::net::UnixListener,
-        /// Removed when serving ends (uWSGI's `vacuum`).
+        /// For logs; `@name` for an abstract socket.
         path: PathBuf,
+        /// Remove the socket file when serving ends (uWSGI's `vacuum`): true for the files
+        /// flaskhost created, false for sockets handed over by systemd, which owns them.
+        remove_on_exit: bool,
     },
+}
+
+/// A listening socket the process was handed at start (systemd socket activation), as std
+/// types: the caller has checked that it is a listening stream socket of this family.
+pub enum InheritedSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Takes over sockets handed to the process instead of binding addresses: each is made
+/// non-blocking and registered with the runtime. Must run inside the tokio runtime.
+///
+/// # Errors
+/// When a socket cannot be made non-blocking or registered; the error names it.
+pub fn adopt(sockets: Vec<InheritedSocket>) -> Result<Vec<Listener>, BindError> {
+    let mut out = Vec::with_capacity(sockets.len());
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let err = |source: io::Error| BindError {
+            addr: format!("inherited socket {} (fd {})", i + 1, i + 3),
+            source,
+        };
+        match socket {
+            InheritedSocket::Tcp(l) => {
+                l.set_nonblocking(true).map_err(err)?;
+                out.push(Listener::Tcp(
+                    tokio::net::TcpListener::from_std(l).map_err(err)?,
+                ));
+            }
+            InheritedSocket::Unix(l) => {
+                l.set_nonblocking(true).map_err(err)?;
+                let path = l
+                    .local_addr()
+                    .map_or_else(|_| PathBuf::from("?"), |a| unix_label(&a));
+                out.push(Listener::Unix {
+                    listener: tokio::net::UnixListener::from_std(l).map_err(err)?,
+                    path,
+                    remove_on_exit: false,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A Unix socket address for logs: its path, `@name` for an abstract one.
+fn unix_label(addr: &std::os::unix::net::SocketAddr) -> PathBuf {
+    use std::os::linux::net::SocketAddrExt;
+    if let Some(path) = addr.as_pathname() {
+        return path.to_path_buf();
+    }
+    match addr.as_abstract_name() {
+        Some(name) => PathBuf::from(format!("@{}", String::from_utf8_lossy(name))),
+        None => PathBuf::from("(unnamed)"),
+    }
 }
 
 impl Listener {
@@ -89,6 +146,7 @@ pub fn bind(
                 out.push(Listener::Unix {
                     listener,
                     path: path.clone(),
+                    remove_on_exit: true,
                 });
             }
         }

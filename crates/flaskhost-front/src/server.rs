@@ -479,8 +479,14 @@ pub async fn serve_edge(
                     }
                 }));
             }
-            Listener::Unix { listener, path } => {
-                keep.push(path);
+            Listener::Unix {
+                listener,
+                path,
+                remove_on_exit,
+            } => {
+                if remove_on_exit {
+                    keep.push(path);
+                }
                 accept_tasks.push(tokio::spawn(async move {
                     while let Some(permit) = acquire(&slots, &mut stop).await {
                         let stream = tokio::select! {

@@ -25,7 +25,8 @@ pub enum SpawnMode {
 }
 
 /// The command that runs a Python process: the binary and the arguments of its hidden
-/// `worker` command. The pool appends `--fork-server --control-fd N` or `--slot-fds A,B,...`.
+/// `worker` command. The pool appends `--fork-server --control-fd N` or
+/// `--slot-fds A,B,... --worker-id N`.
 #[derive(Debug, Clone)]
 pub struct WorkerCommand {
     pub program: PathBuf,
@@ -264,14 +265,20 @@ async fn recv(ctl: &AsyncFd<OwnedFd>) -> io::Result<Option<FromForkServer>> {
     }
 }
 
-/// Starts a lazy worker (the binary re-executed). Returns its child handle.
-pub(crate) fn exec_worker(cmd: &WorkerCommand, slots: &[OwnedFd]) -> io::Result<Child> {
+/// Starts lazy worker `id` (the binary re-executed). Returns its child handle.
+pub(crate) fn exec_worker(cmd: &WorkerCommand, id: u32, slots: &[OwnedFd]) -> io::Result<Child> {
     let fds: Vec<RawFd> = slots.iter().map(AsRawFd::as_raw_fd).collect();
     let list = fds
         .iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let extra: Vec<OsString> = vec!["--slot-fds".into(), list.into()];
+    // The id is only for the worker's process title (`flaskhost worker 3`).
+    let extra: Vec<OsString> = vec![
+        "--slot-fds".into(),
+        list.into(),
+        "--worker-id".into(),
+        id.to_string().into(),
+    ];
     cmd.command(&extra, fds).spawn()
 }

@@ -242,7 +242,7 @@ impl Supervisor {
             Spawner::Fork(fs) => fs.spawn(id, theirs).await?,
             Spawner::Exec => {
                 let mut child =
-                    spawn::exec_worker(&opts.command, &theirs).map_err(|e| e.to_string())?;
+                    spawn::exec_worker(&opts.command, id, &theirs).map_err(|e| e.to_string())?;
                 drop(theirs);
                 let pid = child.id().ok_or("the worker exited at once")?;
                 let info = WorkerInfo::new(id, pid, generation.number);

@@ -6,7 +6,8 @@
 //! - the **lazy worker** (`--lazy-apps`): a process of its own that imports the app itself.
 //!
 //! Both end up in `flaskhost_python::serve::serve_slots`. This crate owns the process
-//! concerns (signals, parent death, reaping); it does not use pyo3 directly.
+//! concerns (signals, parent death, reaping, process titles: `title.rs`); it does not use pyo3
+//! directly.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -23,12 +24,25 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 
+pub mod title;
+
 /// What a Python process needs to know, passed on the hidden command's arguments.
 #[derive(Debug, Clone)]
 pub struct WorkerArgs {
     pub target: AppTarget,
     pub venv: Option<std::path::PathBuf>,
     pub slot_options: SlotOptions,
+    /// The supervisor's id of a lazy worker, for its process title (forked workers get theirs
+    /// with the `Spawn` message).
+    pub worker_id: Option<u32>,
+}
+
+/// The process title of worker `id`: what `ps` shows.
+fn worker_title(id: u32) {
+    title::set(
+        &format!("flaskhost worker {id}"),
+        &format!("flaskhost-w{id}"),
+    );
 }
 
 /// Exit code of a worker whose app failed to import.
@@ -72,6 +86,10 @@ fn streams(fds: Vec<OwnedFd>) -> Vec<UnixStream> {
 /// Runs a worker that imports the app itself. Returns the process exit code.
 pub fn run_lazy_worker(args: &WorkerArgs, slots: Vec<OwnedFd>) -> i32 {
     common_process_setup();
+    match args.worker_id {
+        Some(id) => worker_title(id),
+        None => title::set("flaskhost worker", "flaskhost-w"),
+    }
     let app = match load(args) {
         Ok(app) => app,
         Err(e) => {
@@ -93,6 +111,10 @@ pub fn run_lazy_worker(args: &WorkerArgs, slots: Vec<OwnedFd>) -> i32 {
 /// Runs the fork server on the control socket `ctl`. Returns the process exit code.
 pub fn run_fork_server(args: &WorkerArgs, ctl: OwnedFd) -> i32 {
     common_process_setup();
+    title::set(
+        &format!("flaskhost fork-server {}", args.target.spec()),
+        "flaskhost-fork",
+    );
     let app = match load(args) {
         Ok(app) => app,
         Err(message) => {
@@ -196,6 +218,8 @@ fn spawn(
         unsafe {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
         }
+        // Before the slot threads start, so they inherit the thread name.
+        worker_title(id);
         let slots = slots.take().unwrap_or_default();
         let code = match serve::serve_slots(app, streams(slots), slot_options) {
             Ok(()) => 0,

@@ -22,6 +22,10 @@ pub enum Cmd {
     Serve(Box<ServeArgs>),
     /// Print the stats of a running server (its `--stats` address), e.g. `flaskhost stats 127.0.0.1:9191`.
     Stats(StatsArgs),
+    /// Reload a running server: send it SIGHUP (e.g. `flaskhost reload --pidfile /run/flaskhost.pid`).
+    Reload(SignalArgs),
+    /// Stop a running server: SIGTERM (drain), or SIGQUIT with `--fast`.
+    Stop(StopArgs),
     /// Internal: a Python worker process, started by `serve`.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -73,6 +77,12 @@ pub struct ServeArgs {
     pub script_name: Option<String>,
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<String>,
+    #[arg(long, value_name = "USER|UID")]
+    pub uid: Option<String>,
+    #[arg(long, value_name = "GROUP|GID")]
+    pub gid: Option<String>,
     #[arg(long, value_name = "ADDR")]
     pub stats: Option<String>,
     #[arg(long, value_name = "FILE")]
@@ -172,6 +182,9 @@ impl ServeArgs {
         put("max-body-size", &self.max_body_size);
         put("script-name", &self.script_name);
         put("log-level", &self.log_level);
+        put("pidfile", &self.pidfile);
+        put("uid", &self.uid);
+        put("gid", &self.gid);
         put("stats", &self.stats);
         put("metrics", &self.metrics);
         put("max-requests", &self.max_requests);
@@ -250,6 +263,27 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// Which server to signal: its pid, or the pidfile it wrote (`--pidfile`).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SignalArgs {
+    /// The main process's pid.
+    pub pid: Option<i32>,
+    /// The server's pidfile (its `--pidfile`).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    #[command(flatten)]
+    pub target: SignalArgs,
+    /// Stop at once (SIGQUIT): in-flight requests are cut off. Default: SIGTERM, which lets
+    /// them finish within the server's graceful timeout.
+    #[arg(long)]
+    pub fast: bool,
+}
+
 /// Flags of the hidden `worker` command, written by the pool.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
@@ -275,6 +309,17 @@ pub struct WorkerArgs {
     pub control_fd: Option<i32>,
     #[arg(long, value_delimiter = ',')]
     pub slot_fds: Vec<i32>,
+    /// The lazy worker's id, for its process title.
+    #[arg(long)]
+    pub worker_id: Option<u32>,
+    /// Switch to this uid (and `--gid`, `--groups`) before anything else: the server's
+    /// `uid`/`gid`, resolved to numbers by `serve`.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub gid: Option<u32>,
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<u32>,
 }
 
 /// Parses the command line, with each option's help taken from the option table.

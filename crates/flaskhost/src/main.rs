@@ -1,9 +1,14 @@
 //! The flaskhost binary. `serve` is the process lifecycle, top to bottom (see serve.rs);
-//! `worker` is the hidden command the pool re-executes this binary as.
+//! `worker` is the hidden command the pool re-executes this binary as; `reload` and `stop`
+//! signal a running server (control.rs).
 
+mod activation;
 mod cli;
+mod control;
 mod metrics;
 mod notify;
+mod pidfile;
+mod privileges;
 mod serve;
 mod stats;
 mod worker;
@@ -25,6 +30,8 @@ fn main() -> ExitCode {
     match cli.command {
         cli::Cmd::Serve(args) => serve::run(&args),
         cli::Cmd::Stats(a) => stats::client(&a.addr, a.watch, a.json),
+        cli::Cmd::Reload(a) => control::reload(&a),
+        cli::Cmd::Stop(a) => control::stop(&a),
         cli::Cmd::Worker(args) => worker::run(args),
     }
 }

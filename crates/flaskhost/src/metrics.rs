@@ -40,8 +40,12 @@ pub async fn serve(listener: Listener, pool: Pool, front: Arc<FrontMetrics>) {
         });
     let result = match listener {
         Listener::Tcp(l) => axum::serve(l, app).await,
-        Listener::Unix { listener, path } => {
-            let _remove = RemoveOnDrop(path);
+        Listener::Unix {
+            listener,
+            path,
+            remove_on_exit,
+        } => {
+            let _remove = remove_on_exit.then(|| RemoveOnDrop(path));
             axum::serve(listener, app).await
         }
     };

@@ -1,8 +1,10 @@
 //! `flaskhost serve`: the lifecycle of the main process.
 //!
-//! config (validated, nothing bound) → tracing → workers started (the app is imported
-//! before anything listens, so a broken app never accepts a connection) → bind → serve →
-//! signal → drain with a deadline → stop workers → exit.
+//! config (validated, users looked up, pidfile checked; nothing bound) → tracing → workers
+//! started (the app is imported before anything listens, so a broken app never accepts a
+//! connection; with `uid` they switch users first) → bind (or take systemd's sockets) →
+//! pidfile → switch users → serve → signal → drain with a deadline (SIGTERM) or not
+//! (SIGINT, SIGQUIT) → stop workers → remove the pidfile → exit.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,6 +37,38 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     crate::init_tracing(&cfg.log_level);
+    // `uid`/`gid` are looked up, and the switch checked to be possible, before anything
+    // starts; a wrong user is a configuration error like any other.
+    let run_as = match crate::privileges::resolve(&cfg.run_as)
+        .and_then(|c| c.map(|c| c.check().map(|()| c)).transpose())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("flaskhost: configuration error: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    // Absolute before `chdir`, so that `flaskhost reload --pidfile` run from the same
+    // directory finds it.
+    let pidfile = match cfg.pidfile.as_deref().map(std::path::absolute).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("flaskhost: configuration error: `pidfile`: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
+    if let Some(Err(e)) = pidfile.as_deref().map(crate::pidfile::check_free) {
+        eprintln!("flaskhost: {e}");
+        return ExitCode::FAILURE;
+    }
+    // Before any thread exists: this edits the environment.
+    let activated = match crate::activation::take() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("flaskhost: socket activation: {e}");
+            return ExitCode::from(crate::EXIT_USAGE);
+        }
+    };
     if let Some((dir, Err(e))) = cfg
         .chdir
         .as_ref()
@@ -56,10 +90,30 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(lifecycle(cfg))
+    rt.block_on(lifecycle(
+        cfg,
+        Process {
+            run_as,
+            pidfile,
+            activated,
+        },
+    ))
 }
 
-fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
+/// What `run` prepared about the process itself, before the runtime started.
+struct Process {
+    /// The user and group to switch to after binding (`uid`, `gid`).
+    run_as: Option<crate::privileges::Credentials>,
+    /// Where to write the pid (absolute).
+    pidfile: Option<std::path::PathBuf>,
+    /// Listening sockets handed over by systemd; when there are any, `bind` is not used.
+    activated: Vec<crate::activation::Activated>,
+}
+
+fn pool_options(
+    cfg: &ServeConfig,
+    run_as: Option<&crate::privileges::Credentials>,
+) -> std::io::Result<PoolOptions> {
     let program = std::env::current_exe()?;
     let app_dir = std::env::current_dir()?;
     let mut args: Vec<std::ffi::OsString> = vec![
@@ -86,6 +140,11 @@ fn pool_options(cfg: &ServeConfig) -> std::io::Result<PoolOptions> {
     }
     if cfg.workers.get() > 1 {
         args.push("--multiprocess".into());
+    }
+    // Workers start before anything is bound, so they switch users themselves, before the
+    // app is imported.
+    if let Some(c) = run_as {
+        args.extend(c.worker_args().into_iter().map(Into::into));
     }
     Ok(PoolOptions {
         workers: cfg.workers.get(),
@@ -151,7 +210,8 @@ impl Signals {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return Stop::Graceful("SIGTERM"),
-                _ = self.int.recv() => return Stop::Graceful("SIGINT"),
+                // SIGINT stops fast, as in gunicorn, uWSGI and nginx: Ctrl-C means "now".
+                _ = self.int.recv() => return Stop::Fast("SIGINT"),
                 _ = self.quit.recv() => return Stop::Fast("SIGQUIT"),
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: re-reading TLS certificates, reopening the access log, reloading the app");
@@ -168,7 +228,7 @@ impl Signals {
     }
 }
 
-async fn lifecycle(cfg: ServeConfig) -> ExitCode {
+async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
     let started = Instant::now();
     let mut signals = match Signals::install() {
         Ok(s) => s,
@@ -177,7 +237,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = match pool_options(&cfg) {
+    let opts = match pool_options(&cfg, process.run_as.as_ref()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("cannot find this executable to start workers: {e}");
@@ -232,7 +292,18 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         max_body_size: cfg.max_body_size,
         header_read_timeout: cfg.edge.limits.header_timeout,
     };
-    let listeners = match flaskhost_front::bind(&cfg.binds, cfg.socket_mode, BACKLOG) {
+    let from_systemd = !process.activated.is_empty();
+    let names: Vec<Option<String>> = process.activated.iter().map(|a| a.name.clone()).collect();
+    let bound = if from_systemd {
+        tracing::info!(
+            sockets = names.len(),
+            "socket activation: serving the sockets systemd passed (`bind` is not used)"
+        );
+        flaskhost_front::adopt(process.activated.into_iter().map(|a| a.socket).collect())
+    } else {
+        flaskhost_front::bind(&cfg.binds, cfg.socket_mode, BACKLOG)
+    };
+    let listeners = match bound {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
@@ -266,8 +337,58 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for l in &listeners {
-        tracing::info!("listening on {}", edge.describe(l));
+    let stats_listener = match cfg.lifecycle.stats.clone() {
+        Some(bind) => crate::stats::bind(bind).await,
+        None => None,
+    };
+    // Written as root if started as root (so /run works), before the switch below.
+    let pidfile = match process.pidfile.as_deref() {
+        None => None,
+        Some(path) => match crate::pidfile::PidFile::write(path) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!("pidfile: cannot write {}: {e}", path.display());
+                pool.shutdown(Duration::from_secs(5)).await;
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let Some(run_as) = &process.run_as {
+        // The Unix sockets flaskhost created belong to the user it runs as, as gunicorn does,
+        // so `socket-mode` means what it says for that user and group.
+        for l in &listeners {
+            if let flaskhost_front::Listener::Unix {
+                path,
+                remove_on_exit: true,
+                ..
+            } = l
+                && let Err(e) = std::os::unix::fs::chown(path, run_as.uid, Some(run_as.gid))
+            {
+                tracing::warn!("cannot hand {} to {}: {e}", path.display(), run_as.label);
+            }
+        }
+        if let Err(e) = run_as.switch() {
+            tracing::error!("cannot switch to {}: {e}", run_as.label);
+            pool.shutdown(Duration::ZERO).await;
+            return ExitCode::FAILURE;
+        }
+        tracing::info!(
+            groups = ?run_as.groups,
+            "running as {} from now on",
+            run_as.label
+        );
+    }
+    for (i, l) in listeners.iter().enumerate() {
+        if from_systemd {
+            match names.get(i).cloned().flatten() {
+                Some(name) => {
+                    tracing::info!("listening on {} (systemd socket {name})", edge.describe(l));
+                }
+                None => tracing::info!("listening on {} (systemd socket)", edge.describe(l)),
+            }
+        } else {
+            tracing::info!("listening on {}", edge.describe(l));
+        }
     }
     for l in &redirects {
         tracing::info!("listening on {} (redirects to https)", l.describe());
@@ -301,11 +422,8 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         ))
     });
     signals.reload_app = Some(reload_tx);
-    let stats_task = cfg
-        .lifecycle
-        .stats
-        .clone()
-        .map(|bind| tokio::spawn(crate::stats::serve(bind, pool.clone(), started)));
+    let stats_task =
+        stats_listener.map(|l| tokio::spawn(crate::stats::serve(l, pool.clone(), started)));
     let metrics_task = metrics_listener
         .zip(edge.metrics.clone())
         .map(|(l, front)| {
@@ -325,7 +443,7 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
                     grace
                 }
                 Stop::Fast(sig) => {
-                    tracing::info!("{sig}: stopping now");
+                    tracing::info!("{sig}: stopping now (connections closed, workers killed)");
                     Duration::ZERO
                 }
                 Stop::Failed(reason) => {
@@ -358,11 +476,20 @@ async fn lifecycle(cfg: ServeConfig) -> ExitCode {
         t.abort();
     }
     reloader.abort();
-    pool.shutdown(Duration::from_secs(5)).await;
-    let failed = matches!(
-        *stop.lock().unwrap_or_else(|p| p.into_inner()),
-        Some(Stop::Failed(_))
-    );
+    let (failed, fast) = match *stop.lock().unwrap_or_else(|p| p.into_inner()) {
+        Some(Stop::Failed(_)) => (true, false),
+        Some(Stop::Fast(_)) => (false, true),
+        _ => (false, false),
+    };
+    // A fast stop kills busy workers at once; otherwise idle workers exit on their own and a
+    // request still running past the drain gets a little longer before its worker is killed.
+    pool.shutdown(if fast {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(5)
+    })
+    .await;
+    drop(pidfile);
     tracing::info!("stopped");
     if failed {
         ExitCode::FAILURE

@@ -8,46 +8,65 @@ use flaskhost_config::Bind;
 use flaskhost_pool::Pool;
 use tokio::io::AsyncWriteExt;
 
-/// Serves the stats document on `bind` until the task is dropped.
-pub async fn serve(bind: Bind, pool: Pool, started: Instant) {
-    let pid = std::process::id();
-    let render = move || pool.stats().to_json(pid, started.elapsed());
+/// The stats socket, bound before the server switches users (`uid`), so that a Unix socket in
+/// a root-owned directory or a port below 1024 works.
+pub enum StatsListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// Binds the stats address. Failure is logged, not fatal: the server runs without stats.
+pub async fn bind(bind: Bind) -> Option<StatsListener> {
     match bind {
-        Bind::Tcp(addr) => {
-            let l = match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => return tracing::error!("stats: cannot listen on {addr}: {e}"),
-            };
-            if let Ok(a) = l.local_addr() {
-                tracing::info!("stats on {a}");
+        Bind::Tcp(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                if let Ok(a) = l.local_addr() {
+                    tracing::info!("stats on {a}");
+                }
+                Some(StatsListener::Tcp(l))
             }
-            while let Ok((mut s, _)) = l.accept().await {
-                let doc = render();
-                tokio::spawn(async move {
-                    let _ = s.write_all(doc.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                });
+            Err(e) => {
+                tracing::error!("stats: cannot listen on {addr}: {e}");
+                None
             }
-        }
+        },
         Bind::Unix(path) => {
             let _ = std::fs::remove_file(&path);
-            let l = match tokio::net::UnixListener::bind(&path) {
-                Ok(l) => l,
-                Err(e) => {
-                    return tracing::error!("stats: cannot listen on {}: {e}", path.display());
+            match tokio::net::UnixListener::bind(&path) {
+                Ok(l) => {
+                    tracing::info!("stats on unix:{}", path.display());
+                    Some(StatsListener::Unix(l))
                 }
-            };
-            tracing::info!("stats on unix:{}", path.display());
-            while let Ok((mut s, _)) = l.accept().await {
-                let doc = render();
-                tokio::spawn(async move {
-                    let _ = s.write_all(doc.as_bytes()).await;
-                    let _ = s.shutdown().await;
-                });
+                Err(e) => {
+                    tracing::error!("stats: cannot listen on {}: {e}", path.display());
+                    None
+                }
             }
         }
     }
 }
+
+/// Serves the stats document on `listener` until the task is dropped.
+pub async fn serve(listener: StatsListener, pool: Pool, started: Instant) {
+    let pid = std::process::id();
+    let render = move || pool.stats().to_json(pid, started.elapsed());
+    loop {
+        let accepted = match &listener {
+            StatsListener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+            StatsListener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn Conn>),
+        };
+        let Ok(mut s) = accepted else { return };
+        let doc = render();
+        tokio::spawn(async move {
+            let _ = s.write_all(doc.as_bytes()).await;
+            let _ = s.shutdown().await;
+        });
+    }
+}
+
+/// A stats connection, TCP or Unix.
+trait Conn: tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
 
 fn fetch(addr: &str) -> std::io::Result<String> {
     let mut out = String::new();

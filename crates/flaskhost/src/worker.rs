@@ -9,6 +9,15 @@ use crate::cli;
 
 pub fn run(args: cli::WorkerArgs) -> ExitCode {
     crate::init_tracing(&args.log_level);
+    // First, before Python starts or the app is imported: the server's `uid`/`gid`. Also
+    // before the parent-death signal is set, which a change of user would clear.
+    if let Some(run_as) =
+        crate::privileges::Credentials::from_worker_args(args.uid, args.gid, args.groups.clone())
+        && let Err(e) = run_as.switch()
+    {
+        eprintln!("flaskhost worker: cannot switch users: {e}");
+        return ExitCode::FAILURE;
+    }
     let wargs = WorkerArgs {
         target: Target {
             module: args.module,
@@ -21,6 +30,7 @@ pub fn run(args: cli::WorkerArgs) -> ExitCode {
             multithread: args.multithread,
             multiprocess: args.multiprocess,
         },
+        worker_id: args.worker_id,
     };
     let code = if args.fork_server {
         let Some(fd) = args.control_fd else {
