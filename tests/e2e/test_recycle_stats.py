@@ -8,7 +8,7 @@ import subprocess
 
 import requests
 
-from fhtest import BIN, HTTP_TIMEOUT, eventually
+from fhtest import BIN, HTTP_TIMEOUT, eventually, process_alive
 
 
 def test_max_requests_recycles_without_failing_a_request(serve):
@@ -86,3 +86,33 @@ def test_stats_socket_counts_requests_exceptions_and_workers(serve):
     assert table.returncode == 0, table.stderr
     for pid in server.worker_pids():
         assert re.search(rf"\b{pid}\b", table.stdout), table.stdout
+
+
+def test_adaptive_workers_grow_under_load_and_shrink_when_idle(serve, tmp_path):
+    """--workers-min 1 --workers-max 3: three slow requests at once make two more workers
+    start (each request gets its 200); idle for 1 s, the extra workers stop again."""
+    import concurrent.futures as cf
+
+    server = serve("failures:application", "--workers-min", "1", "--workers-max", "3",
+                   "--workers-idle-timeout", "1s", workers=None)
+    assert len(server.wait_for_workers(1)) == 1
+
+    def slow(i):
+        return requests.get(server.url + "/slow", params={"s": 2}, timeout=HTTP_TIMEOUT)
+
+    with cf.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(slow, range(3)))
+    assert [r.status_code for r in results] == [200, 200, 200]
+    assert len({r.json()["pid"] for r in results}) >= 2, "the waiting requests got new workers"
+    started = server.find_lines(r"requests are waiting for a worker: starting worker \d of at most 3")
+    assert 1 <= len(started) <= 2, started
+    extra = len(started)
+    assert len(server.workers()) == 1 + extra
+    # Idle: back to one worker, never below.
+    server.wait_for_line(r"worker idle for 1s: stopping it", count=extra, timeout=20)
+    server.wait_for_line(r"worker retired", count=extra, timeout=20)
+    assert server.find_lines(r"stopping it \(1 left, at least 1\)")
+    alive = [w["pid"] for w in server.workers() if process_alive(w["pid"])]
+    eventually(lambda: len([p for p in alive if process_alive(p)]) == 1, timeout=10,
+               message="one worker left")
+    assert requests.get(server.url + "/pid", timeout=HTTP_TIMEOUT).status_code == 200

@@ -38,7 +38,13 @@ pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxErro
 /// How the pool runs. Built by the binary from the validated configuration.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
+    /// Workers started at once (and, with adaptive workers, always kept).
     pub workers: usize,
+    /// Adaptive workers: another worker is started (up to this many) whenever a request has to
+    /// wait for a slot, and one idle for `idle_timeout` is stopped (down to `workers`).
+    /// Equal to `workers` for a fixed pool.
+    pub workers_max: usize,
+    pub idle_timeout: Duration,
     pub threads: usize,
     pub mode: SpawnMode,
     pub command: WorkerCommand,

@@ -22,6 +22,8 @@ struct Inner {
 pub struct Queue {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// Woken when a request has to wait for a slot (adaptive workers start one more).
+    pub(crate) pressure: tokio::sync::Notify,
 }
 
 /// A place in the queue. Dropping it (the client went away, or the wait timed out) gives back
@@ -49,6 +51,7 @@ impl Queue {
                 closed: false,
             }),
             capacity,
+            pressure: tokio::sync::Notify::new(),
         }
     }
 
@@ -83,6 +86,7 @@ impl Queue {
             g.waiters.push_back(tx);
             rx
         };
+        self.pressure.notify_one();
         let started = Instant::now();
         let mut waiter = Waiter { rx, queue: self };
         tokio::select! {

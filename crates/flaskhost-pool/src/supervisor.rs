@@ -84,6 +84,9 @@ pub(crate) struct Supervisor {
     fork_servers: std::sync::Mutex<Vec<Arc<ForkServer>>>,
     /// One reload at a time.
     reload_lock: tokio::sync::Mutex<()>,
+    /// The worker ids in use (adaptive workers add and remove ids; a fixed pool keeps
+    /// 1..=workers).
+    ids: std::sync::Mutex<std::collections::BTreeSet<u32>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
     shutting_down: AtomicBool,
     /// Set to a reason when the pool can no longer serve (the fork server died).
@@ -119,6 +122,7 @@ impl Supervisor {
             current: std::sync::Mutex::new(Arc::new(Generation { number: 0, spawner })),
             fork_servers: std::sync::Mutex::new(fork_servers),
             reload_lock: tokio::sync::Mutex::new(()),
+            ids: std::sync::Mutex::new((1..=opts.workers as u32).collect()),
             events,
             shutting_down: AtomicBool::new(false),
             fatal: watch::channel(None).0,
@@ -162,6 +166,10 @@ impl Supervisor {
         tokio::spawn(sup.clone().run(rx));
         if sup.shared.opts.recycle.watches_memory_or_age() {
             tokio::spawn(sup.clone().watch());
+        }
+        if sup.shared.opts.workers_max > sup.shared.opts.workers {
+            tokio::spawn(sup.clone().scale_up());
+            tokio::spawn(sup.clone().scale_down());
         }
         Ok(sup)
     }
@@ -601,6 +609,121 @@ impl Supervisor {
             "app generation {number}: {count} new workers serving after {} ms; the old ones finish their requests and exit",
             started.elapsed().as_millis()
         ))
+    }
+
+    /// Adaptive workers, growing: whenever a request has to wait for a slot and fewer than
+    /// `workers_max` workers exist, one more is started (one at a time; while requests still
+    /// wait once it is ready, another).
+    async fn scale_up(self: Arc<Self>) {
+        let opts = &self.shared.opts;
+        loop {
+            self.shared.queue.pressure.notified().await;
+            loop {
+                if self.shutting_down.load(Ordering::Relaxed) {
+                    return;
+                }
+                if self.shared.queue.lengths().1 == 0 {
+                    break;
+                }
+                let id = {
+                    let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+                    if ids.len() >= opts.workers_max {
+                        break;
+                    }
+                    let Some(id) = (1..=opts.workers_max as u32).find(|i| !ids.contains(i)) else {
+                        break;
+                    };
+                    ids.insert(id);
+                    (id, ids.len())
+                };
+                let (id, count) = id;
+                tracing::info!(
+                    id,
+                    "requests are waiting for a worker: starting worker {count} of at most {}",
+                    opts.workers_max
+                );
+                match self.spawn_worker(id).await {
+                    Ok((info, slots)) => {
+                        let (ack, acked) = tokio::sync::oneshot::channel();
+                        let _ = self.events.send(WorkerEvent::Started {
+                            id,
+                            info,
+                            slots,
+                            replaces: None,
+                            ack: Some(ack),
+                        });
+                        let _ = acked.await;
+                    }
+                    Err(reason) => {
+                        self.ids
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
+                        tracing::error!(id, "an extra worker failed to start: {reason}");
+                        // Not at once again: a broken start would spin.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adaptive workers, shrinking: once a second, a worker that has served nothing for
+    /// `idle_timeout` is stopped while more than `workers` exist (the most recently added
+    /// first). It takes no new work, and exits as its slots close.
+    async fn scale_down(self: Arc<Self>) {
+        let opts = &self.shared.opts;
+        // Per pid: requests served when last seen, and since when that number has not moved.
+        let mut seen: HashMap<u32, (u64, Instant)> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.shutting_down.load(Ordering::Relaxed) {
+                return;
+            }
+            let workers: Vec<_> = self
+                .registry
+                .all()
+                .into_iter()
+                .filter(|w| w.is_alive() && w.is_ready() && !w.is_being_replaced())
+                .collect();
+            seen.retain(|pid, _| workers.iter().any(|w| w.pid == *pid));
+            let now = Instant::now();
+            let mut idle = Vec::new();
+            for w in &workers {
+                let served = w.served();
+                let entry = seen.entry(w.pid).or_insert((served, now));
+                if entry.0 != served || w.busy.load(Ordering::Relaxed) > 0 {
+                    *entry = (served, now);
+                } else if now - entry.1 >= opts.idle_timeout {
+                    idle.push(w.clone());
+                }
+            }
+            idle.sort_by_key(|w| std::cmp::Reverse(w.id));
+            let mut count = self.ids.lock().unwrap_or_else(|p| p.into_inner()).len();
+            for w in idle {
+                if count <= opts.workers || !w.claim_replacement() {
+                    break;
+                }
+                self.ids
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&w.id);
+                count -= 1;
+                tracing::info!(
+                    id = w.id,
+                    pid = w.pid,
+                    "worker idle for {:?}: stopping it ({count} left, at least {})",
+                    opts.idle_timeout,
+                    opts.workers
+                );
+                w.retire();
+                self.shared.queue.purge_dead();
+                seen.remove(&w.pid);
+            }
+        }
     }
 
     /// Once a second: replace workers that are too old or too big, kill the ones far too big.

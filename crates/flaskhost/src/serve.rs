@@ -138,7 +138,11 @@ fn pool_options(
     if cfg.threads.get() > 1 {
         args.push("--multithread".into());
     }
-    if cfg.workers.get() > 1 {
+    let workers_max = cfg
+        .lifecycle
+        .workers_max
+        .map_or(cfg.workers.get(), |m| m.get());
+    if workers_max > 1 {
         args.push("--multiprocess".into());
     }
     // Workers start before anything is bound, so they switch users themselves, before the
@@ -148,6 +152,8 @@ fn pool_options(
     }
     Ok(PoolOptions {
         workers: cfg.workers.get(),
+        workers_max,
+        idle_timeout: cfg.lifecycle.workers_idle_timeout,
         threads: cfg.threads.get(),
         mode: if cfg.lazy_apps {
             SpawnMode::Lazy
@@ -251,6 +257,7 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
     tracing::info!(
         app = %spec,
         workers = cfg.workers.get(),
+        workers_max = opts.workers_max,
         threads = cfg.threads.get(),
         mode = if cfg.lazy_apps { "lazy" } else { "preload" },
         "starting"
