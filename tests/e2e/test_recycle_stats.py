@@ -116,3 +116,29 @@ def test_adaptive_workers_grow_under_load_and_shrink_when_idle(serve, tmp_path):
     eventually(lambda: len([p for p in alive if process_alive(p)]) == 1, timeout=10,
                message="one worker left")
     assert requests.get(server.url + "/pid", timeout=HTTP_TIMEOUT).status_code == 200
+
+
+def test_stats_count_harakiri_respawns_retries_and_restart_reasons(serve):
+    server = serve("failures:application", "--stats", "127.0.0.1:0", "--timeout", "1s", workers=1)
+    addr = _stats_addr(server)
+    assert requests.get(server.url + "/hang", timeout=HTTP_TIMEOUT).status_code == 504
+    server.wait_for_workers(2)
+    # A GET that kills its worker is sent once to another worker, which it kills too.
+    assert requests.get(server.url + "/exit", timeout=HTTP_TIMEOUT).status_code == 502
+    server.wait_for_workers(4)
+
+    def settled():
+        doc = _read(addr)
+        return doc if doc["workers"] and doc["restarts"]["crash"] == 2 else None
+
+    doc = eventually(settled, timeout=20, message="the restarts to be counted")
+    [worker] = doc["workers"]
+    assert worker["id"] == 1 and worker["status"] == "idle"
+    assert worker["harakiri_count"] == 1
+    assert worker["respawns"] == 3
+    assert doc["harakiri"] == 1 and doc["respawns"] == 3 and doc["retries"] == 1
+    assert doc["restarts"] == {"crash": 2, "harakiri": 1, "max_requests": 0,
+                               "max_worker_lifetime": 0, "reload_on_rss": 0,
+                               "evil_reload_on_rss": 0, "reload": 0}
+    table = subprocess.run([str(BIN), "stats", addr], capture_output=True, text=True, timeout=20)
+    assert "retries 1" in table.stdout and "harakiri" in table.stdout, table.stdout

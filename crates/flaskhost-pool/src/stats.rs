@@ -42,6 +42,8 @@ pub struct WorkerStats {
     pub uptime: Duration,
     /// Times a worker with this id has been started after the first.
     pub respawns: u64,
+    /// Times a worker with this id was killed for overrunning the timeout.
+    pub harakiri: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -131,6 +133,7 @@ pub(crate) fn worker_stats(w: &WorkerInfo, respawns: u64) -> WorkerStats {
         started_unix,
         uptime,
         respawns,
+        harakiri: 0,
     }
 }
 
@@ -180,7 +183,7 @@ impl PoolStats {
                 s,
                 "{{\"id\":{},\"pid\":{},\"status\":\"{}\",\"busy_slots\":{},\"requests\":{},\
                  \"exceptions\":{},\"avg_response_ms\":{:.3},\"rss_bytes\":{},\"started\":{},\
-                 \"uptime_seconds\":{},\"respawns\":{}}}",
+                 \"uptime_seconds\":{},\"respawns\":{},\"harakiri_count\":{}}}",
                 w.id,
                 w.pid,
                 w.status.as_str(),
@@ -192,6 +195,7 @@ impl PoolStats {
                 w.started_unix,
                 w.uptime.as_secs(),
                 w.respawns,
+                w.harakiri,
             );
         }
         s.push_str("],\"restarts\":{");

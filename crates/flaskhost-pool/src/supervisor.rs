@@ -93,6 +93,8 @@ pub(crate) struct Supervisor {
     fatal: watch::Sender<Option<String>>,
     /// Replacements started per worker id (recycling included).
     respawns: std::sync::Mutex<HashMap<u32, u64>>,
+    /// Workers killed for overrunning the timeout, per worker id.
+    harakiri: std::sync::Mutex<HashMap<u32, u64>>,
 }
 
 impl Supervisor {
@@ -127,6 +129,7 @@ impl Supervisor {
             shutting_down: AtomicBool::new(false),
             fatal: watch::channel(None).0,
             respawns: std::sync::Mutex::new(HashMap::new()),
+            harakiri: std::sync::Mutex::new(HashMap::new()),
         });
         if let Spawner::Fork(fs) = &sup.current().spawner {
             sup.watch_fork_server(fs.clone());
@@ -312,6 +315,14 @@ impl Supervisor {
                     let Some(info) = self.registry.remove(pid) else {
                         continue;
                     };
+                    if info.harakiri.load(Ordering::Relaxed) {
+                        *self
+                            .harakiri
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(info.id)
+                            .or_insert(0) += 1;
+                    }
                     info.mark_dead();
                     self.shared.queue.purge_dead();
                     if stopping {
@@ -807,11 +818,21 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let harakiri = self
+            .harakiri
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut v: Vec<_> = self
             .registry
             .all()
             .iter()
-            .map(|w| crate::stats::worker_stats(w, respawns.get(&w.id).copied().unwrap_or(0)))
+            .map(|w| {
+                let mut s =
+                    crate::stats::worker_stats(w, respawns.get(&w.id).copied().unwrap_or(0));
+                s.harakiri = harakiri.get(&w.id).copied().unwrap_or(0);
+                s
+            })
             .collect();
         v.sort_by_key(|w| (w.id, w.pid));
         v

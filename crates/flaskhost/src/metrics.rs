@@ -170,7 +170,7 @@ pub fn render(pool: &Pool, front: &FrontMetrics) -> String {
         e.family(name, Type::Gauge, help);
         e.sample(name, &[], v);
     }
-    let counters: [(&str, &str, u64); 5] = [
+    let counters: [(&str, &str, u64); 6] = [
         (
             "flaskhost_malformed_requests_total",
             "Request heads the HTTP parser rejected itself (400, connection closed); not in flaskhost_requests_total.",
@@ -195,6 +195,11 @@ pub fn render(pool: &Pool, front: &FrontMetrics) -> String {
             "flaskhost_harakiri_total",
             "Requests whose worker was killed for overrunning timeout (504).",
             stats.harakiri,
+        ),
+        (
+            "flaskhost_retries_total",
+            "Idempotent requests sent to a second worker because the first died before answering.",
+            stats.retries,
         ),
     ];
     for (name, help, v) in counters {

@@ -83,24 +83,34 @@ fn fetch(addr: &str) -> std::io::Result<String> {
 fn table(doc: &serde_json::Value) -> String {
     let n = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     let mut s = format!(
-        "flaskhost pid {}  up {}s  requests {}  exceptions {}  harakiri {}  respawns {}  queue {} (rejected {}, timed out {})\n",
+        "flaskhost pid {}  up {}s  requests {}  exceptions {}  harakiri {}  respawns {}  retries {}  queue {} (rejected {}, timed out {})\n",
         doc["pid"],
         doc["uptime_seconds"],
         doc["requests"],
         doc["exceptions"],
         doc["harakiri"],
         doc["respawns"],
+        doc["retries"],
         doc["queue"]["length"],
         doc["queue"]["rejections"],
         doc["queue"]["timeouts"],
     );
     s.push_str(&format!(
-        "{:>4} {:>8} {:>9} {:>10} {:>6} {:>9} {:>9} {:>8} {:>8}\n",
-        "id", "pid", "status", "requests", "exc", "avg ms", "rss MiB", "uptime", "respawn"
+        "{:>4} {:>8} {:>9} {:>10} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8}\n",
+        "id",
+        "pid",
+        "status",
+        "requests",
+        "exc",
+        "avg ms",
+        "rss MiB",
+        "uptime",
+        "respawn",
+        "harakiri"
     ));
     for w in doc["workers"].as_array().into_iter().flatten() {
         s.push_str(&format!(
-            "{:>4} {:>8} {:>9} {:>10} {:>6} {:>9.2} {:>9.1} {:>7}s {:>8}\n",
+            "{:>4} {:>8} {:>9} {:>10} {:>6} {:>9.2} {:>9.1} {:>7}s {:>8} {:>8}\n",
             w["id"],
             w["pid"],
             w["status"].as_str().unwrap_or("?"),
@@ -110,6 +120,7 @@ fn table(doc: &serde_json::Value) -> String {
             n(w, "rss_bytes") / 1_048_576.0,
             w["uptime_seconds"],
             w["respawns"],
+            w["harakiri_count"],
         ));
     }
     s
