@@ -179,3 +179,35 @@ def test_timeout_spares_requests_under_the_limit(serve):
     assert r.status_code == 200
     assert worker_pid(server) == before
     assert len(server.workers()) == 1
+
+
+def _fork_server_pid(server):
+    from fhtest import descendants
+    for pid in descendants(server.pid)[1:]:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"flaskhost fork-server"):
+            return pid
+    return None
+
+
+def test_a_dead_fork_server_is_replaced_with_its_workers(serve):
+    """kill -9 of the fork server takes its workers with it (PDEATHSIG): a new fork server
+    imports the app again and forks every worker; the server keeps serving."""
+    server = serve(APP, workers=2)
+    old_workers = set(server.worker_pids())
+    fork_server = _fork_server_pid(server)
+    assert fork_server is not None
+    mark = len(server.lines())
+    os.kill(fork_server, signal.SIGKILL)
+    server.wait_for_line(r"the fork server exited, and its workers with it; starting a new one",
+                         start=mark)
+    server.wait_for_line(r"worker started", start=mark, count=2, timeout=20)
+    eventually(lambda: not any(process_alive(p) for p in old_workers) or None, timeout=10,
+               message="the old workers to die with their fork server")
+    new_pids = {worker_pid(server) for _ in range(6)}
+    assert new_pids and not (new_pids & old_workers)
+    new_fork_server = _fork_server_pid(server)
+    assert new_fork_server not in (None, fork_server)

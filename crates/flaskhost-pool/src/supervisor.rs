@@ -308,6 +308,7 @@ impl Supervisor {
         // Per worker id: when its current process started, and how many times in a row it
         // died young or failed to start.
         let mut history: HashMap<u32, (Instant, u32)> = HashMap::new();
+        let mut last_fork_server_loss: Option<Instant> = None;
         while let Some(ev) = rx.recv().await {
             let stopping = self.shutting_down.load(Ordering::Relaxed);
             match ev {
@@ -424,9 +425,29 @@ impl Supervisor {
                 }
                 WorkerEvent::ForkServerGone { generation } => {
                     if !stopping && generation == self.current().number {
-                        let msg = "the fork server exited; workers can no longer be replaced";
-                        tracing::error!("{msg}");
-                        let _ = self.fatal.send(Some(msg.into()));
+                        // Its workers died with it (PDEATHSIG); their exits will never be
+                        // reported, so they are forgotten here.
+                        for w in self.registry.all() {
+                            if w.generation == generation {
+                                w.mark_dead();
+                                self.registry.remove(w.pid);
+                            }
+                        }
+                        self.shared.queue.purge_dead();
+                        let young = last_fork_server_loss
+                            .replace(Instant::now())
+                            .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+                        if young {
+                            let msg = "the fork server died twice within a minute; giving up";
+                            tracing::error!("{msg}");
+                            let _ = self.fatal.send(Some(msg.into()));
+                            continue;
+                        }
+                        tracing::error!(
+                            "the fork server exited, and its workers with it; starting a new one"
+                        );
+                        let sup = self.clone();
+                        tokio::spawn(async move { sup.recover_fork_server().await });
                     }
                 }
             }
@@ -486,6 +507,56 @@ impl Supervisor {
             };
             let _ = sup.events.send(ev);
         });
+    }
+
+    /// After the fork server died: a new one imports the app (a new generation) and forks every
+    /// worker again. If the app no longer imports, the pool cannot serve and says so.
+    async fn recover_fork_server(self: Arc<Self>) {
+        let _one = self.reload_lock.lock().await;
+        let opts = &self.shared.opts;
+        let number = self.current().number + 1;
+        let fs = match ForkServer::start(&opts.command, opts.start_timeout, number).await {
+            Ok(Started::Ready(fs)) => fs,
+            Ok(Started::LoadFailed(msg)) => {
+                tracing::error!("{msg}");
+                let _ = self.fatal.send(Some(
+                    "the fork server died and the app no longer imports".into(),
+                ));
+                return;
+            }
+            Ok(Started::Exited(status)) => {
+                let _ = self.fatal.send(Some(format!(
+                    "the fork server died and a new one exited ({status})"
+                )));
+                return;
+            }
+            Err(e) => {
+                let _ = self.fatal.send(Some(format!(
+                    "the fork server died and a new one cannot start: {e}"
+                )));
+                return;
+            }
+        };
+        self.watch_fork_server(fs.clone());
+        self.fork_servers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fs.clone());
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(Generation {
+            number,
+            spawner: Spawner::Fork(fs),
+        });
+        self.stop_idle_fork_servers();
+        let ids: Vec<u32> = self
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        for id in ids {
+            self.schedule(id, 0, None, Some(RestartReason::Crash));
+        }
     }
 
     /// Re-imports the app and replaces every worker with zero failed requests: a new
