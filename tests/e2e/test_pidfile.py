@@ -55,9 +55,11 @@ def test_reload_by_pidfile_and_by_pid(serve, run_flaskhost, tmp_path):
     assert r.returncode == 0, r.output()
     assert f"pid {server.pid}" in r.output()
     server.wait_for_line("SIGHUP", start=start)
+    server.wait_for_line(r"reload done: app generation 1", start=start, timeout=20)
     r = run_flaskhost("reload", server.pid)
     assert r.returncode == 0, r.output()
     server.wait_for_line("SIGHUP", start=start, count=2)
+    server.wait_for_line(r"reload done: app generation 2", start=start, timeout=20)
     assert server.get("/").status_code == 200
 
 
