@@ -609,6 +609,7 @@ impl Supervisor {
 
         // The first replacement alone: it proves the new code starts before anything else
         // changes. If it does not, the old workers go on as if nothing happened.
+        let count = olds.len();
         let mut olds = olds.into_iter();
         if let Some(first) = olds.next() {
             match self.spawn_worker_from(&generation, first.id).await {
@@ -646,7 +647,6 @@ impl Supervisor {
 
         // The rest together.
         let mut set = tokio::task::JoinSet::new();
-        let count = 1 + olds.len();
         for old in olds {
             let (sup, generation) = (self.clone(), generation.clone());
             set.spawn(async move {
