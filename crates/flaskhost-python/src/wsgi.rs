@@ -584,7 +584,8 @@ pub(crate) fn send_body(
     let declared = if sr.head_sent {
         None
     } else {
-        sr.declared_length(py).filter(|&n| n > 0 && n <= COMPLETE_MAX)
+        sr.declared_length(py)
+            .filter(|&n| n > 0 && n <= COMPLETE_MAX)
     };
     let mut extra = 0usize;
     for item in result.try_iter()? {
