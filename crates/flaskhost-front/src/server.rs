@@ -27,7 +27,9 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{Service, ServiceExt};
+use tower::util::{BoxCloneSyncService, MapResponse};
+use tower::{Layer, Service, ServiceExt};
+use tower_http::body::Limited;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::access_log::{AccessLog, AppTime, Entry};
@@ -189,20 +191,28 @@ pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge
         upstream,
         script_name: opts.script_name.clone(),
     });
-    let mut app = Router::new()
-        // The app: the pool, timed for the access log.
-        .fallback(timed_app)
-        .with_state(state)
-        // A declared Content-Length over the limit is refused with 413 before the app runs;
-        // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
-        .layer(RequestBodyLimitLayer::new(
-            usize::try_from(opts.max_body_size).unwrap_or(usize::MAX),
-        ));
-    if let Some(c) = &edge.compression {
+    // The app: the pool, timed for the access log. A plain tower stack rather than a
+    // Router: there is nothing to route, and a Router costs allocations per request.
+    let timed = tower::service_fn(move |req: http::Request<Limited<Body>>| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(timed_app(State(state), req.map(Body::new)).await) }
+    });
+    // A declared Content-Length over the limit is refused with 413 before the app runs;
+    // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
+    let limited = MapResponse::new(
+        RequestBodyLimitLayer::new(usize::try_from(opts.max_body_size).unwrap_or(usize::MAX))
+            .layer(timed),
+        into_body::<tower_http::limit::ResponseBody<Body>>,
+    );
+    let app = match &edge.compression {
         // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
         // is not); inside the headers so added headers are not counted as the app's.
-        app = app.layer(crate::compression::layer(c));
-    }
+        Some(c) => AppService::new(MapResponse::new(
+            crate::compression::layer(c).layer(limited),
+            into_body::<tower_http::compression::CompressionBody<Body>>,
+        )),
+        None => AppService::new(limited),
+    };
     with_edge_steps(
         Inner::Routes {
             statics: edge.statics.clone(),
@@ -243,7 +253,7 @@ enum Inner {
     /// Static mounts first, then the app (compression → body limit → pool).
     Routes {
         statics: Option<Arc<StaticFiles>>,
-        app: Router,
+        app: AppService,
     },
     /// `redirect-http`: 301 to https on this port.
     Redirect(u16),
@@ -273,7 +283,18 @@ async fn edge_steps(State(steps): State<Arc<EdgeSteps>>, mut req: Request) -> Re
     }
 }
 
-async fn route(statics: Option<&Arc<StaticFiles>>, app: &Router, req: Request) -> Response {
+/// The app behind its layers (compression, body limit).
+type AppService = BoxCloneSyncService<Request, Response, Infallible>;
+
+fn into_body<B>(r: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    r.map(Body::new)
+}
+
+async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppService, req: Request) -> Response {
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
