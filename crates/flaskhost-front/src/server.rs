@@ -193,9 +193,18 @@ pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge
     });
     // The app: the pool, timed for the access log. A plain tower stack rather than a
     // Router: there is nothing to route, and a Router costs allocations per request.
+    // Only the access log reads the app's time; without it, no timing and no extension map.
+    let timed = edge.access_log.is_some();
     let timed = tower::service_fn(move |req: http::Request<Limited<Body>>| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(timed_app(State(state), req.map(Body::new)).await) }
+        let req = req.map(Body::new);
+        async move {
+            Ok::<_, Infallible>(if timed {
+                timed_app(State(state), req).await
+            } else {
+                app::handle(State(state), req).await
+            })
+        }
     });
     // A declared Content-Length over the limit is refused with 413 before the app runs;
     // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
@@ -535,6 +544,8 @@ pub async fn serve_edge(
 fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     /// hyper's default read buffer: 8 KiB plus 100 × 4 KiB.
     const HYPER_DEFAULT_BUF: usize = 8192 + 4096 * 100;
+    /// hyper's header count limit when none is set.
+    const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
     let head = limits
         .max_request_line
         .saturating_add(limits.max_header_size);
@@ -548,9 +559,14 @@ fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
         // HTTP/1 header names are case-insensitive, but people and some clients read them
         // as written: send `Content-Type` like nginx does, not `content-type`.
         .title_case_headers(true)
-        .max_headers(limits.max_header_count)
         .max_buf_size(HYPER_DEFAULT_BUF.max(head.saturating_add(16 * 1024)))
         .keep_alive(!limits.keepalive_timeout.is_zero());
+    // hyper's own limit is 100 headers, on the stack; set explicitly, it fills a heap array of
+    // that many entries for every request. The guard enforces the configured count, so hyper
+    // needs it only when it is above its own.
+    if limits.max_header_count > HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_header_count);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
