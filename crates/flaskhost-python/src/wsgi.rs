@@ -423,6 +423,9 @@ impl StartResponse {
         if self.out.is_empty() && !check_abort {
             return Ok(());
         }
+        if !check_abort && self.write_attached()? {
+            return Ok(());
+        }
         let slot = &self.slot;
         let out = &mut self.out;
         let aborted = py.detach(|| -> io::Result<bool> {
@@ -438,6 +441,20 @@ impl StartResponse {
         })?;
         self.aborted |= aborted;
         Ok(())
+    }
+
+    /// Writes what is queued without leaving the interpreter, when that cannot block: the
+    /// connection is free (`try_lock`, so the locking invariant holds: nothing waits for the
+    /// mutex with the GIL held) and the socket takes everything at once. Releasing the GIL
+    /// for a write that does not block only costs a hand-over to another thread and back.
+    /// Returns false, with whatever was not written still queued, otherwise.
+    fn write_attached(&mut self) -> io::Result<bool> {
+        let Ok(c) = self.slot.conn.try_lock() else {
+            return Ok(false);
+        };
+        let n = c.write_now(&self.out)?;
+        self.out.drain(..n);
+        Ok(self.out.is_empty())
     }
 
     /// Queues one body chunk (the head first if it has not gone yet) and writes it: PEP 3333
