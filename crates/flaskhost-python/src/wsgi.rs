@@ -1,9 +1,10 @@
 //! The WSGI objects a request sees: `wsgi.input`, `start_response` (with `write`),
 //! `wsgi.file_wrapper`, and the code that sends the app's response back to the front.
 //!
-//! **Invariant:** the slot's connection mutex is only ever taken while detached from the
-//! interpreter (inside `py.detach`). A thread that held the GIL while waiting for the mutex
-//! could deadlock with one that holds the mutex and waits for the GIL.
+//! **Invariant:** the slot's connection mutex is only ever waited for while detached from the
+//! interpreter (inside `py.detach`); with the GIL held it is only tried (`try_lock`). A thread
+//! that held the GIL while waiting for the mutex could deadlock with one that holds the mutex
+//! and waits for the GIL.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
