@@ -339,7 +339,6 @@ fn refusal(req: &Request) -> Option<Response> {
 }
 
 /// 301 to the same host and URI over https, as the seed's `return 301 https://...`.
-
 fn redirect_to_https(https_port: u16, req: &Request) -> Response {
     let host = req
         .headers()
