@@ -425,7 +425,7 @@ def content_length(head: bytes):
 
 
 @pytest.mark.parametrize("mode", ["length_short", "length_long", "length_short_gen",
-                                  "length_long_gen"])
+                                  "length_long_gen", "length_long_gen_first"])
 def test_content_length_mismatch_keeps_framing_consistent(bad_server, mode):
     """The app's Content-Length disagrees with its body. Acceptable: the server corrects the
     header, or cuts the response short and closes the connection. Not acceptable: a connection
@@ -450,3 +450,24 @@ def test_content_length_mismatch_keeps_framing_consistent(bad_server, mode):
     else:
         assert after == b"" or after.startswith(b"HTTP/1.1 200"), (
             f"{len(after)} bytes beyond the declared Content-Length {declared}: {after[:120]!r}")
+
+
+def test_iterable_failing_after_its_whole_content_length(bad_server):
+    """A generator that yields its whole Content-Length, then raises: the client has a complete
+    response (the server may have sent it before the generator ended), the next request on the
+    same connection is answered, and the worker survives."""
+    before = bad_server.get("/?mode=pid").text
+    with bad_server.raw_socket() as sock:
+        sock.sendall(b"GET /?mode=complete_then_raise HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /?mode=pid HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, closed = read_until_closed(sock, timeout=15)
+    assert closed, data[:300]
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), data[:300]
+    if content_length(head) == 10:
+        assert rest[:10] == b"0123456789"
+        assert rest[10:].startswith(b"HTTP/1.1 200"), rest[:300]
+    else:
+        # Sent as a stream that was then cut short: the connection ends there.
+        assert b"transfer-encoding: chunked" in head.lower(), head
+    assert bad_server.get("/?mode=pid").text == before, "the worker must survive"

@@ -328,9 +328,20 @@ impl Framing {
             );
         }
 
-        let mut headers = vec![httparse::EMPTY_HEADER; limits.max_header_count];
-        let mut req = httparse::Request::new(&mut headers);
-        let (verdict, body) = match req.parse(&self.head) {
+        // Up to the default limit the header array lives on the stack, uninitialised: a heap
+        // array of that size per request cost a large allocation each time.
+        const ON_STACK: usize = 128;
+        let mut stack = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); ON_STACK];
+        let mut heap;
+        let headers: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] =
+            if limits.max_header_count <= ON_STACK {
+                &mut stack[..limits.max_header_count]
+            } else {
+                heap = vec![std::mem::MaybeUninit::uninit(); limits.max_header_count];
+                &mut heap
+            };
+        let mut req = httparse::Request::new(&mut []);
+        let (verdict, body) = match req.parse_with_uninit_headers(&self.head, headers) {
             Ok(httparse::Status::Complete(_)) => judge(&req),
             Ok(httparse::Status::Partial) => (
                 Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"),

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{CompressionConfig, EdgeConfig};
@@ -28,7 +27,9 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::{Service, ServiceExt};
+use tower::util::{BoxCloneSyncService, MapResponse};
+use tower::{Layer, Service, ServiceExt};
+use tower_http::body::Limited;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::access_log::{AccessLog, AppTime, Entry};
@@ -190,72 +191,126 @@ pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge
         upstream,
         script_name: opts.script_name.clone(),
     });
-    let mut app = Router::new()
-        // The app: the pool, timed for the access log.
-        .fallback(timed_app)
-        .with_state(state)
-        // A declared Content-Length over the limit is refused with 413 before the app runs;
-        // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
-        .layer(RequestBodyLimitLayer::new(
-            usize::try_from(opts.max_body_size).unwrap_or(usize::MAX),
-        ));
-    if let Some(c) = &edge.compression {
+    // The app: the pool, timed for the access log. A plain tower stack rather than a
+    // Router: there is nothing to route, and a Router costs allocations per request.
+    // Only the access log reads the app's time; without it, no timing and no extension map.
+    let timed = edge.access_log.is_some();
+    let timed = tower::service_fn(move |req: http::Request<Limited<Body>>| {
+        let state = state.clone();
+        let req = req.map(Body::new);
+        async move {
+            Ok::<_, Infallible>(if timed {
+                timed_app(State(state), req).await
+            } else {
+                app::handle(State(state), req).await
+            })
+        }
+    });
+    // A declared Content-Length over the limit is refused with 413 before the app runs;
+    // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
+    let limited = MapResponse::new(
+        RequestBodyLimitLayer::new(usize::try_from(opts.max_body_size).unwrap_or(usize::MAX))
+            .layer(timed),
+        into_body::<tower_http::limit::ResponseBody<Body>>,
+    );
+    let app = match &edge.compression {
         // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
         // is not); inside the headers so added headers are not counted as the app's.
-        app = app.layer(crate::compression::layer(c));
-    }
-    let routes = Arc::new(Routes {
-        statics: edge.statics.clone(),
-        app,
-    });
-    with_edge_layers(Router::new().fallback(route).with_state(routes), edge)
-}
-
-/// The plain-HTTP listeners' stack (`redirect-http`): every request is sent to https.
-pub fn redirect_router(edge: &Edge, https_port: u16) -> Router {
-    with_edge_layers(
-        Router::new().fallback(redirect).with_state(https_port),
+        Some(c) => AppService::new(MapResponse::new(
+            crate::compression::layer(c).layer(limited),
+            into_body::<tower_http::compression::CompressionBody<Body>>,
+        )),
+        None => AppService::new(limited),
+    };
+    with_edge_steps(
+        Inner::Routes {
+            statics: edge.statics.clone(),
+            app,
+        },
         edge,
     )
 }
 
-/// The layers every response passes, innermost first.
-fn with_edge_layers(inner: Router, edge: &Edge) -> Router {
-    let mut r = inner
-        // A request the connection guard refused (ambiguous framing, head too large) is
-        // answered here, before static files or the app can see it.
-        .layer(middleware::from_fn(check_framing))
-        // Security headers on everything, errors included (nginx `always`).
-        .layer(middleware::from_fn_with_state(
-            edge.headers.clone(),
-            add_headers,
-        ));
-    if let Some(log) = &edge.access_log {
-        // Sees the final status and every body byte, so it sits outside the layers that
-        // change responses.
-        r = r.layer(middleware::from_fn_with_state(log.clone(), log_request));
+/// The plain-HTTP listeners' stack (`redirect-http`): every request is sent to https.
+pub fn redirect_router(edge: &Edge, https_port: u16) -> Router {
+    with_edge_steps(Inner::Redirect(https_port), edge)
+}
+
+/// The steps every request and response pass, around `inner`. They run in one handler, in
+/// request order, rather than as one middleware layer each: a layer costs a service clone
+/// and a boxed future per request, which on the app path was most of the front's
+/// allocations.
+fn with_edge_steps(inner: Inner, edge: &Edge) -> Router {
+    let steps = Arc::new(EdgeSteps {
+        proxies: edge.proxies.clone(),
+        access_log: edge.access_log.clone(),
+        headers: edge.headers.clone(),
+        inner,
+    });
+    Router::new().fallback(edge_steps).with_state(steps)
+}
+
+struct EdgeSteps {
+    proxies: Arc<TrustedProxies>,
+    access_log: Option<Arc<AccessLog>>,
+    headers: Arc<ResponseHeaders>,
+    inner: Inner,
+}
+
+/// What answers a request that passed the edge's checks.
+enum Inner {
+    /// Static mounts first, then the app (compression → body limit → pool).
+    Routes {
+        statics: Option<Arc<StaticFiles>>,
+        app: AppService,
+    },
+    /// `redirect-http`: 301 to https on this port.
+    Redirect(u16),
+}
+
+async fn edge_steps(State(steps): State<Arc<EdgeSteps>>, mut req: Request) -> Response {
+    // 1. Who the client is and which scheme it used, which the log, the headers and the app
+    //    all need.
+    let info = steps.proxies.resolve(&mut req);
+    // 2. The access log sees the final status and every body byte, so it takes the response
+    //    last, after every step that changes it.
+    let entry = steps.access_log.as_ref().map(|_| Entry::of(&req, info));
+    // 3. A request the connection guard refused (ambiguous framing, head too large) is
+    //    answered here, before static files or the app can see it.
+    let mut resp = match refusal(&req) {
+        Some(resp) => resp,
+        None => match &steps.inner {
+            Inner::Routes { statics, app } => route(statics.as_ref(), app, req).await,
+            Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
+        },
+    };
+    // 4. Security headers on everything, errors included (nginx `always`).
+    steps.headers.apply(resp.headers_mut(), info.https);
+    match (&steps.access_log, entry) {
+        (Some(log), Some(entry)) => log.track(entry, resp),
+        _ => resp,
     }
-    // Outermost: who the client is and which scheme it used, which the log, the headers and
-    // the app all need.
-    r.layer(middleware::from_fn_with_state(
-        edge.proxies.clone(),
-        resolve_client,
-    ))
 }
 
-struct Routes {
-    statics: Option<Arc<StaticFiles>>,
-    app: Router,
+/// The app behind its layers (compression, body limit).
+type AppService = BoxCloneSyncService<Request, Response, Infallible>;
+
+fn into_body<B>(r: http::Response<B>) -> Response
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    r.map(Body::new)
 }
 
-async fn route(State(routes): State<Arc<Routes>>, req: Request) -> Response {
-    if let Some(statics) = &routes.statics
+async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppService, req: Request) -> Response {
+    if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
         let resp = statics.serve(hit, req.method(), req.headers()).await;
         return RouteKind::Static.tag(resp);
     }
-    match routes.app.clone().oneshot(req).await {
+    match app.clone().oneshot(req).await {
         Ok(resp) => resp,
         Err(never) => match never {},
     }
@@ -268,34 +323,8 @@ async fn timed_app(state: State<Arc<AppState>>, req: Request) -> Response {
     resp
 }
 
-async fn resolve_client(
-    State(proxies): State<Arc<TrustedProxies>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    proxies.resolve(&mut req);
-    next.run(req).await
-}
-
-async fn log_request(State(log): State<Arc<AccessLog>>, req: Request, next: Next) -> Response {
-    let info = conn_info(&req);
-    let entry = Entry::of(&req, info);
-    let resp = next.run(req).await;
-    log.track(entry, resp)
-}
-
-async fn add_headers(
-    State(headers): State<Arc<ResponseHeaders>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let https = conn_info(&req).https;
-    let mut resp = next.run(req).await;
-    headers.apply(resp.headers_mut(), https);
-    resp
-}
-
-async fn check_framing(req: Request, next: Next) -> Response {
+/// The answer to a request the connection guard refused, if it did.
+fn refusal(req: &Request) -> Option<Response> {
     match req.extensions().get::<Verdict>() {
         Some(Verdict::Reject(status, why)) => {
             tracing::info!(method = %req.method(), path = %req.uri().path(), status = status.as_u16(), "request refused: {why}");
@@ -303,17 +332,13 @@ async fn check_framing(req: Request, next: Next) -> Response {
             // The bytes after this head cannot be trusted to be a next request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            RouteKind::Refused.tag(resp)
+            Some(RouteKind::Refused.tag(resp))
         }
-        _ => next.run(req).await,
+        _ => None,
     }
 }
 
 /// 301 to the same host and URI over https, as the seed's `return 301 https://...`.
-async fn redirect(State(https_port): State<u16>, req: Request) -> Response {
-    RouteKind::Redirect.tag(redirect_to_https(https_port, &req))
-}
-
 fn redirect_to_https(https_port: u16, req: &Request) -> Response {
     let host = req
         .headers()
@@ -358,17 +383,6 @@ fn strip_port(host: &str) -> &str {
         return &host[..=end];
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
-}
-
-fn conn_info(req: &Request) -> ConnInfo {
-    req.extensions()
-        .get::<ConnInfo>()
-        .copied()
-        .unwrap_or(ConnInfo {
-            remote: None,
-            local_port: 0,
-            https: false,
-        })
 }
 
 /// A short text response: `400 Bad Request: why`.
@@ -529,6 +543,8 @@ pub async fn serve_edge(
 fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     /// hyper's default read buffer: 8 KiB plus 100 × 4 KiB.
     const HYPER_DEFAULT_BUF: usize = 8192 + 4096 * 100;
+    /// hyper's header count limit when none is set.
+    const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
     let head = limits
         .max_request_line
         .saturating_add(limits.max_header_size);
@@ -542,9 +558,14 @@ fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
         // HTTP/1 header names are case-insensitive, but people and some clients read them
         // as written: send `Content-Type` like nginx does, not `content-type`.
         .title_case_headers(true)
-        .max_headers(limits.max_header_count)
         .max_buf_size(HYPER_DEFAULT_BUF.max(head.saturating_add(16 * 1024)))
         .keep_alive(!limits.keepalive_timeout.is_zero());
+    // hyper's own limit is 100 headers, on the stack; set explicitly, it fills a heap array of
+    // that many entries for every request. The guard enforces the configured count, so hyper
+    // needs it only when it is above its own.
+    if limits.max_header_count > HYPER_DEFAULT_MAX_HEADERS {
+        builder.http1().max_headers(limits.max_header_count);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -118,6 +118,21 @@ impl FrameConn {
         }
     }
 
+    /// Writes as much of `data` as the socket takes now, without blocking; returns how many
+    /// bytes went. A small frame into a socket with room goes whole.
+    pub fn write_now(&self, data: &[u8]) -> io::Result<usize> {
+        let r = nix::sys::socket::send(
+            std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+            data,
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+        );
+        match r {
+            Ok(n) => Ok(n),
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Writes everything queued in `wbuf`.
     pub fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
@@ -166,6 +181,21 @@ mod tests {
         assert_eq!(f.kind, Kind::BodyEnd);
         writer.join().unwrap();
         assert!(reader.read_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn write_now_does_not_block() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let conn = FrameConn::new(a);
+        assert_eq!(conn.write_now(b"abc").unwrap(), 3);
+        let mut got = [0u8; 3];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abc");
+        // A full socket takes part of a write, then nothing, and never blocks.
+        let big = vec![0u8; 8 * 1024 * 1024];
+        let first = conn.write_now(&big).unwrap();
+        assert!(first < big.len());
+        assert_eq!(conn.write_now(&big).unwrap(), 0);
     }
 
     #[test]

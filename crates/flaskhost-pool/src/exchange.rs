@@ -505,7 +505,9 @@ fn build_head(
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     let map = resp.headers_mut();
-    map.reserve(head.headers.len());
+    // Room for the headers the edge adds too (security headers, Server), so the map is
+    // allocated once.
+    map.reserve(head.headers.len() + 8);
     for (n, v) in &head.headers {
         let name = HeaderName::from_bytes(&payload[n.clone()]).map_err(|_| {
             bad(format!(

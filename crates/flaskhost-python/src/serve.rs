@@ -302,6 +302,17 @@ fn handle(
     match outcome {
         Ok(()) => Ok(()),
         Err(ServeError::Conn(e)) => Err(e),
+        Err(ServeError::App(e)) if sr.borrow().complete_sent() => {
+            // The whole response already went out, and the front has moved on: a failure
+            // while the app's iterable ran to its end is only for the log.
+            let tb = format_err(py, boot, &e);
+            let method = String::from_utf8_lossy(head.method);
+            let path = String::from_utf8_lossy(head.path_info);
+            tracing::error!(
+                "app error on {method} {path} after its complete response was sent:\n{tb}"
+            );
+            Ok(())
+        }
         Err(ServeError::App(e)) => {
             let tb = format_err(py, boot, &e);
             let method = String::from_utf8_lossy(head.method);

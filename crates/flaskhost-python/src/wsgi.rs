@@ -1,9 +1,10 @@
 //! The WSGI objects a request sees: `wsgi.input`, `start_response` (with `write`),
 //! `wsgi.file_wrapper`, and the code that sends the app's response back to the front.
 //!
-//! **Invariant:** the slot's connection mutex is only ever taken while detached from the
-//! interpreter (inside `py.detach`). A thread that held the GIL while waiting for the mutex
-//! could deadlock with one that holds the mutex and waits for the GIL.
+//! **Invariant:** the slot's connection mutex is only ever waited for while detached from the
+//! interpreter (inside `py.detach`); with the GIL held it is only tried (`try_lock`). A thread
+//! that held the GIL while waiting for the mutex could deadlock with one that holds the mutex
+//! and waits for the GIL.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -299,6 +300,10 @@ pub(crate) struct StartResponse {
     out: Vec<u8>,
     /// The client went away (the front sent `Abort`).
     aborted: bool,
+    /// The whole response went out in the head's frame before the app's iterable ended (its
+    /// first block was all of its Content-Length): the exchange is over for the front, so
+    /// nothing more may be sent for this request.
+    complete_sent: bool,
     /// `self.write`, bound once.
     write_fn: Option<Py<PyAny>>,
 }
@@ -315,6 +320,7 @@ impl StartResponse {
             headers: None,
             out: Vec::with_capacity(16 * 1024),
             aborted: false,
+            complete_sent: false,
             write_fn: None,
         }
     }
@@ -331,6 +337,7 @@ impl StartResponse {
         self.called = false;
         self.head_sent = false;
         self.aborted = false;
+        self.complete_sent = false;
         self.status = 0;
         self.headers = None;
         self.out.clear();
@@ -338,6 +345,27 @@ impl StartResponse {
 
     pub(crate) fn head_sent(&self) -> bool {
         self.head_sent
+    }
+
+    pub(crate) fn complete_sent(&self) -> bool {
+        self.complete_sent
+    }
+
+    /// The Content-Length the app gave to start_response, if any and well-formed.
+    fn declared_length(&self, py: Python<'_>) -> Option<usize> {
+        let headers = self.headers.as_ref()?.bind(py);
+        for item in headers.try_iter().ok()? {
+            let item = item.ok()?;
+            let pair = item.cast::<PyTuple>().ok()?;
+            let name = pair.get_item(0).ok()?;
+            let name = name.cast::<PyString>().ok()?;
+            if name.to_str().ok()?.eq_ignore_ascii_case("content-length") {
+                let value = pair.get_item(1).ok()?;
+                let value = value.cast::<PyString>().ok()?;
+                return value.to_str().ok()?.trim().parse().ok();
+            }
+        }
+        None
     }
 
     /// Encodes the head; `complete` carries the whole body in the same frame.
@@ -396,6 +424,9 @@ impl StartResponse {
         if self.out.is_empty() && !check_abort {
             return Ok(());
         }
+        if !check_abort && self.write_attached()? {
+            return Ok(());
+        }
         let slot = &self.slot;
         let out = &mut self.out;
         let aborted = py.detach(|| -> io::Result<bool> {
@@ -411,6 +442,20 @@ impl StartResponse {
         })?;
         self.aborted |= aborted;
         Ok(())
+    }
+
+    /// Writes what is queued without leaving the interpreter, when that cannot block: the
+    /// connection is free (`try_lock`, so the locking invariant holds: nothing waits for the
+    /// mutex with the GIL held) and the socket takes everything at once. Releasing the GIL
+    /// for a write that does not block only costs a hand-over to another thread and back.
+    /// Returns false, with whatever was not written still queued, otherwise.
+    fn write_attached(&mut self) -> io::Result<bool> {
+        let Ok(c) = self.slot.conn.try_lock() else {
+            return Ok(false);
+        };
+        let n = c.write_now(&self.out)?;
+        self.out.drain(..n);
+        Ok(self.out.is_empty())
     }
 
     /// Queues one body chunk (the head first if it has not gone yet) and writes it: PEP 3333
@@ -495,7 +540,7 @@ impl StartResponse {
 
     /// The legacy `write()` callable.
     fn write(&mut self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        if !self.slot.is_current(self.request) {
+        if !self.slot.is_current(self.request) || self.complete_sent {
             return Err(PyOSError::new_err("write() called after its request ended"));
         }
         let b = data
@@ -549,6 +594,18 @@ pub(crate) fn send_body(
         }
         return sr.finish(py);
     }
+    // A first block that is the whole declared Content-Length (Flask's and Werkzeug's usual
+    // response, whose body is an iterator rather than a list) goes out with the head in one
+    // complete frame, as a list body would: the iterator is then run to its end and closed
+    // without anything more being sent (bytes beyond Content-Length are the app's bug and
+    // would be cut by HTTP framing anyway).
+    let declared = if sr.head_sent {
+        None
+    } else {
+        sr.declared_length(py)
+            .filter(|&n| n > 0 && n <= COMPLETE_MAX)
+    };
+    let mut extra = 0usize;
     for item in result.try_iter()? {
         let item = item?;
         let b = item
@@ -558,10 +615,28 @@ pub(crate) fn send_body(
         if b.as_bytes().is_empty() {
             continue;
         }
+        if sr.complete_sent {
+            extra += b.as_bytes().len();
+            continue;
+        }
+        if !sr.head_sent && declared == Some(b.as_bytes().len()) {
+            sr.push_head(py, Some(&[b.as_bytes()]))?;
+            sr.flush(py, false)?;
+            sr.complete_sent = true;
+            continue;
+        }
         sr.send_chunk(py, b.as_bytes())?;
         if sr.aborted {
             break;
         }
+    }
+    if sr.complete_sent {
+        if extra > 0 {
+            tracing::warn!(
+                "the app's iterable went on for {extra} bytes past its Content-Length; they were not sent"
+            );
+        }
+        return Ok(());
     }
     sr.finish(py)
 }
