@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
 use axum::response::Response;
 use flaskhost_ipc::request::{RequestMeta, Version};
 use flaskhost_pool::{DispatchError, Pool, RequestBody, ResponseBody};
@@ -55,7 +54,11 @@ pub(crate) struct AppState {
     pub(crate) script_name: String,
 }
 
-pub(crate) async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub(crate) async fn handle<B>(state: &AppState, req: http::Request<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let (parts, body) = req.into_parts();
     let conn = parts
         .extensions

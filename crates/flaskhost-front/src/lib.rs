@@ -28,7 +28,8 @@ pub use headers::{HeaderError, ResponseHeaders, SECURITY_HEADERS};
 pub use listen::{InheritedSocket, Listener, adopt, bind};
 pub use metrics::{FrontMetrics, RouteKind};
 pub use server::{
-    Edge, EdgeError, FrontOptions, edge_router, redirect_router, router, serve, serve_edge,
+    Edge, EdgeError, EdgeService, FrontOptions, edge_router, redirect_router, router, serve,
+    serve_edge,
 };
 pub use static_files::{StaticError, StaticFiles};
 pub use tls::{CertStore, Tls, TlsError};

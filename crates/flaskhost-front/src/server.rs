@@ -1,7 +1,7 @@
 //! The service stack and the accept loops.
 //!
 //! A request meets, in order: the connection (TLS, then the [`Guarded`] stream that checks
-//! HTTP/1 framing and times heads and idle connections), hyper, then the router built by
+//! HTTP/1 framing and times heads and idle connections), hyper, then the service built by
 //! [`edge_router`]: trusted-proxy resolution → access log → response headers → framing
 //! verdict → static mounts or the app (compression → body limit → pool).
 
@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{CompressionConfig, EdgeConfig};
@@ -27,13 +26,14 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::util::{BoxCloneSyncService, MapResponse};
 use tower::{Layer, Service, ServiceExt};
 use tower_http::body::Limited;
-use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimit;
 
 use crate::access_log::{AccessLog, AppTime, Entry};
 use crate::app::{self, AppState, ConnInfo, Upstream};
+use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{HeaderError, ResponseHeaders};
@@ -180,47 +180,22 @@ impl Edge {
 }
 
 /// The app-only stack with the built-in edge defaults (see [`edge_router`]).
-pub fn router(upstream: Arc<dyn Upstream>, opts: &FrontOptions) -> Router {
+pub fn router(upstream: Arc<dyn Upstream>, opts: &FrontOptions) -> EdgeService {
     edge_router(upstream, opts, &Edge::default())
 }
 
-/// The whole request stack. `Router::layer` wraps what is already there, so the layers are
-/// listed innermost first; a request meets them bottom to top.
-pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge) -> Router {
-    let state = Arc::new(AppState {
-        upstream,
-        script_name: opts.script_name.clone(),
-    });
-    // The app: the pool, timed for the access log. A plain tower stack rather than a
-    // Router: there is nothing to route, and a Router costs allocations per request.
-    // Only the access log reads the app's time; without it, no timing and no extension map.
-    let timed = edge.access_log.is_some();
-    let timed = tower::service_fn(move |req: http::Request<Limited<Body>>| {
-        let state = state.clone();
-        let req = req.map(Body::new);
-        async move {
-            Ok::<_, Infallible>(if timed {
-                timed_app(State(state), req).await
-            } else {
-                app::handle(State(state), req).await
-            })
-        }
-    });
-    // A declared Content-Length over the limit is refused with 413 before the app runs;
-    // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
-    let limited = MapResponse::new(
-        RequestBodyLimitLayer::new(usize::try_from(opts.max_body_size).unwrap_or(usize::MAX))
-            .layer(timed),
-        into_body::<tower_http::limit::ResponseBody<Body>>,
-    );
-    let app = match &edge.compression {
-        // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
-        // is not); inside the headers so added headers are not counted as the app's.
-        Some(c) => AppService::new(MapResponse::new(
-            crate::compression::layer(c).layer(limited),
-            into_body::<tower_http::compression::CompressionBody<Body>>,
-        )),
-        None => AppService::new(limited),
+/// The whole request stack, as one service; the steps are listed in request order in
+/// [`EdgeSteps::handle`] and, for the app, [`AppRoute::call`].
+pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge) -> EdgeService {
+    let app = AppRoute {
+        state: AppState {
+            upstream,
+            script_name: opts.script_name.clone(),
+        },
+        // Only the access log reads the app's time; without it, no timing and no extension map.
+        timed: edge.access_log.is_some(),
+        max_body: usize::try_from(opts.max_body_size).unwrap_or(usize::MAX),
+        compression: edge.compression.as_ref().map(crate::compression::layer),
     };
     with_edge_steps(
         Inner::Routes {
@@ -232,22 +207,45 @@ pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge
 }
 
 /// The plain-HTTP listeners' stack (`redirect-http`): every request is sent to https.
-pub fn redirect_router(edge: &Edge, https_port: u16) -> Router {
+pub fn redirect_router(edge: &Edge, https_port: u16) -> EdgeService {
     with_edge_steps(Inner::Redirect(https_port), edge)
 }
 
-/// The steps every request and response pass, around `inner`. They run in one handler, in
+/// The steps every request and response pass, around `inner`. They run in one function, in
 /// request order, rather than as one middleware layer each: a layer costs a service clone
 /// and a boxed future per request, which on the app path was most of the front's
 /// allocations.
-fn with_edge_steps(inner: Inner, edge: &Edge) -> Router {
-    let steps = Arc::new(EdgeSteps {
+fn with_edge_steps(inner: Inner, edge: &Edge) -> EdgeService {
+    EdgeService(Arc::new(EdgeSteps {
         proxies: edge.proxies.clone(),
         access_log: edge.access_log.clone(),
         headers: edge.headers.clone(),
         inner,
-    });
-    Router::new().fallback(edge_steps).with_state(steps)
+    }))
+}
+
+/// The request stack: what hyper calls for every request of a connection (directly, with no
+/// router or boxed future in between), and a tower `Service` for tests.
+#[derive(Clone)]
+pub struct EdgeService(Arc<EdgeSteps>);
+
+impl<B> Service<http::Request<B>> for EdgeService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let steps = self.0.clone();
+        Box::pin(async move { Ok(steps.handle(req.map(Body::new)).await) })
+    }
 }
 
 struct EdgeSteps {
@@ -262,65 +260,92 @@ enum Inner {
     /// Static mounts first, then the app (compression → body limit → pool).
     Routes {
         statics: Option<Arc<StaticFiles>>,
-        app: AppService,
+        app: AppRoute,
     },
     /// `redirect-http`: 301 to https on this port.
     Redirect(u16),
 }
 
-async fn edge_steps(State(steps): State<Arc<EdgeSteps>>, mut req: Request) -> Response {
-    // 1. Who the client is and which scheme it used, which the log, the headers and the app
-    //    all need.
-    let info = steps.proxies.resolve(&mut req);
-    // 2. The access log sees the final status and every body byte, so it takes the response
-    //    last, after every step that changes it.
-    let entry = steps.access_log.as_ref().map(|_| Entry::of(&req, info));
-    // 3. A request the connection guard refused (ambiguous framing, head too large) is
-    //    answered here, before static files or the app can see it.
-    let mut resp = match refusal(&req) {
-        Some(resp) => resp,
-        None => match &steps.inner {
-            Inner::Routes { statics, app } => route(statics.as_ref(), app, req).await,
-            Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
-        },
-    };
-    // 4. Security headers on everything, errors included (nginx `always`).
-    steps.headers.apply(resp.headers_mut(), info.https);
-    match (&steps.access_log, entry) {
-        (Some(log), Some(entry)) => log.track(entry, resp),
-        _ => resp,
+impl EdgeSteps {
+    async fn handle(&self, mut req: Request) -> Response {
+        // 1. Who the client is and which scheme it used, which the log, the headers and the app
+        //    all need.
+        let info = self.proxies.resolve(&mut req);
+        // 2. The access log sees the final status and every body byte, so it takes the
+        //    response last, after every step that changes it.
+        let entry = self.access_log.as_ref().map(|_| Entry::of(&req, info));
+        // 3. A request the connection guard refused (ambiguous framing, head too large) is
+        //    answered here, before static files or the app can see it.
+        let mut resp = match refusal(&req) {
+            Some(resp) => resp,
+            None => match &self.inner {
+                Inner::Routes { statics, app } => route(statics.as_ref(), app, req).await,
+                Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
+            },
+        };
+        // 4. Security headers on everything, errors included (nginx `always`).
+        self.headers.apply(resp.headers_mut(), info.https);
+        match (&self.access_log, entry) {
+            (Some(log), Some(entry)) => log.track(entry, resp),
+            _ => resp,
+        }
     }
 }
 
-/// The app behind its layers (compression, body limit).
-type AppService = BoxCloneSyncService<Request, Response, Infallible>;
-
-fn into_body<B>(r: http::Response<B>) -> Response
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    r.map(Body::new)
-}
-
-async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppService, req: Request) -> Response {
+async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppRoute, req: Request) -> Response {
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
         let resp = statics.serve(hit, req.method(), req.headers()).await;
         return RouteKind::Static.tag(resp);
     }
-    match app.clone().oneshot(req).await {
-        Ok(resp) => resp,
-        Err(never) => match never {},
-    }
+    app.call(req).await
 }
 
-async fn timed_app(state: State<Arc<AppState>>, req: Request) -> Response {
-    let start = Instant::now();
-    let mut resp = app::handle(state, req).await;
-    resp.extensions_mut().insert(AppTime(start.elapsed()));
-    resp
+/// The app: compression → body limit → the pool. The tower-http layers are built around the
+/// call per request (they are a few words each), so their futures nest in this one instead
+/// of being boxed behind a cloned service.
+struct AppRoute {
+    state: AppState,
+    timed: bool,
+    max_body: usize,
+    compression: Option<CompressionLayer<Compressible>>,
+}
+
+impl AppRoute {
+    async fn call(&self, req: Request) -> Response {
+        let pool = tower::service_fn(|req: http::Request<Limited<Body>>| async move {
+            Ok::<_, Infallible>(self.dispatch(req).await)
+        });
+        // A declared Content-Length over the limit is refused with 413 before the app runs;
+        // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
+        let limited = RequestBodyLimit::new(pool, self.max_body);
+        let resp = match &self.compression {
+            // Outside the body limit so a 413 is compressed like any response (it is tiny, so
+            // it is not); inside the headers so added headers are not counted as the app's.
+            Some(c) => c
+                .layer(limited)
+                .oneshot(req)
+                .await
+                .map(|r| r.map(Body::new)),
+            None => limited.oneshot(req).await.map(|r| r.map(Body::new)),
+        };
+        match resp {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The pool, timed for the access log when it is on.
+    async fn dispatch(&self, req: http::Request<Limited<Body>>) -> Response {
+        if !self.timed {
+            return app::handle(&self.state, req).await;
+        }
+        let start = Instant::now();
+        let mut resp = app::handle(&self.state, req).await;
+        resp.extensions_mut().insert(AppTime(start.elapsed()));
+        resp
+    }
 }
 
 /// The answer to a request the connection guard refused, if it did.
@@ -406,7 +431,7 @@ pub(crate) fn plain_error(status: StatusCode, why: Option<&str>) -> Response {
 /// all finished in time. The edge's defaults apply (no TLS, no redirect).
 pub async fn serve(
     listeners: Vec<Listener>,
-    router: Router,
+    router: EdgeService,
     opts: &FrontOptions,
     shutdown: impl Future<Output = Duration>,
 ) -> bool {
@@ -420,7 +445,7 @@ pub async fn serve(
 pub async fn serve_edge(
     listeners: Vec<Listener>,
     redirect: Vec<Listener>,
-    router: Router,
+    router: EdgeService,
     edge: &Edge,
     shutdown: impl Future<Output = Duration>,
 ) -> bool {
@@ -600,7 +625,7 @@ async fn accept_error(e: std::io::Error) {
 struct ConnCtx {
     builder: Arc<auto::Builder<TokioExecutor>>,
     limits: Arc<ConnLimits>,
-    router: Router,
+    router: EdgeService,
     metrics: Option<Arc<FrontMetrics>>,
 }
 
@@ -650,9 +675,9 @@ impl ConnCtx {
                 req.extensions_mut().insert(info);
                 req.extensions_mut().insert(verdict);
                 let in_flight = InFlight::start(state.clone());
-                let mut router = router.clone();
+                let steps = router.0.clone();
                 async move {
-                    let resp = router.call(req.map(Body::new)).await?;
+                    let resp = steps.handle(req.map(Body::new)).await;
                     let finished = start.map(|(metrics, start)| Finished {
                         metrics,
                         start,

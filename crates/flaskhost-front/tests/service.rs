@@ -71,7 +71,7 @@ fn ok_reply() -> Reply {
     })
 }
 
-fn front(reply: Reply, max_body: u64) -> (axum::Router, Arc<Fake>) {
+fn front(reply: Reply, max_body: u64) -> (flaskhost_front::EdgeService, Arc<Fake>) {
     let fake = Arc::new(Fake {
         seen: Mutex::new(Vec::new()),
         reply,
