@@ -207,6 +207,10 @@ def test_ranges(server, site, path):
     assert r.status_code == 206 and r.content == data[-5:]
     r = server.get(path, headers={"Range": "bytes=7-"})
     assert r.status_code == 206 and r.content == data[7:]
+    # Across the streamed body's read pieces (256 KiB), starting mid-file.
+    lo, hi = min(262_100, n - 2), min(800_000, n - 1)
+    r = server.get(path, headers={"Range": f"bytes={lo}-{hi}"})
+    assert r.status_code == 206 and r.content == data[lo:hi + 1]
     r = server.get(path, headers={"Range": f"bytes={n}-"})
     assert r.status_code == 416
     assert r.headers["Content-Range"] == f"bytes */{n}"

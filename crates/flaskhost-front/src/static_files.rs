@@ -22,6 +22,7 @@
 //!   Larger files are streamed in 64 KiB reads.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -38,12 +39,11 @@ use flaskhost_config::{StaticMount, SymlinkPolicy};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body::Frame;
 use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 
 use crate::access_log::SkipAccessLog;
 
 /// Bytes read from a streamed file per body frame.
-const READ_CHUNK: u64 = 64 * 1024;
+const READ_CHUNK: u64 = 256 * 1024;
 
 #[derive(Debug, Error)]
 #[error("static mount {url}: {path}: {source}")]
@@ -460,11 +460,7 @@ impl StaticFiles {
                 );
                 Body::from(bytes.slice(s..e))
             }
-            Content::File(f) => Body::new(FileBody::new(
-                tokio::fs::File::from_std(f),
-                start,
-                end - start,
-            )),
+            Content::File(f) => Body::new(FileBody::new(f, start, end - start)),
         };
         with_headers(status, h, body)
     }
@@ -868,24 +864,69 @@ fn plain(status: StatusCode) -> Response {
     r
 }
 
-/// A byte range of a file, read in [`READ_CHUNK`] pieces as the client takes them.
+/// A byte range of a file, read in [`READ_CHUNK`] pieces as the client takes them. Each piece
+/// is one `pread` on the blocking pool (a page-cache miss must not stall the runtime), straight
+/// into the buffer that goes to the client: no seek, no zeroing, no intermediate copy.
 struct FileBody {
-    file: tokio::fs::File,
-    /// Where to seek before the first read; `None` once done.
-    seek_to: Option<u64>,
-    seeking: bool,
+    state: ReadState,
+    /// Where the next piece starts.
+    offset: u64,
     left: u64,
 }
 
+enum ReadState {
+    Idle(Arc<std::fs::File>),
+    Reading(
+        tokio::task::JoinHandle<io::Result<BytesMut>>,
+        Arc<std::fs::File>,
+    ),
+    Done,
+}
+
 impl FileBody {
-    fn new(file: tokio::fs::File, start: u64, len: u64) -> FileBody {
+    fn new(file: std::fs::File, start: u64, len: u64) -> FileBody {
         FileBody {
-            file,
-            seek_to: (start > 0).then_some(start),
-            seeking: false,
+            state: ReadState::Idle(Arc::new(file)),
+            offset: start,
             left: len,
         }
     }
+}
+
+/// Reads up to `want` bytes at `offset` into a fresh buffer (short only at the end of the file).
+fn pread_piece(file: &std::fs::File, offset: u64, want: usize) -> io::Result<BytesMut> {
+    use std::os::fd::AsRawFd;
+    let mut buf = BytesMut::with_capacity(want);
+    let spare = buf.spare_capacity_mut().as_mut_ptr();
+    let mut filled = 0usize;
+    while filled < want {
+        let at = libc::off_t::try_from(offset + filled as u64)
+            .map_err(|_| io::Error::other("file offset out of range"))?;
+        // SAFETY: `spare` points at the buffer's spare capacity of at least `want` bytes;
+        // pread writes at most `want - filled` bytes starting `filled` bytes into it, and no
+        // reference to uninitialised memory is made.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.add(filled).cast(),
+                want - filled,
+                at,
+            )
+        };
+        match n {
+            0 => break,
+            n if n > 0 => filled += n.unsigned_abs(),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    // SAFETY: pread initialised the first `filled` bytes of the spare capacity.
+    unsafe { buf.set_len(filled) };
+    Ok(buf)
 }
 
 impl http_body::Body for FileBody {
@@ -897,32 +938,41 @@ impl http_body::Body for FileBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
-        if let Some(pos) = this.seek_to {
-            if !this.seeking {
-                Pin::new(&mut this.file).start_seek(io::SeekFrom::Start(pos))?;
-                this.seeking = true;
+        loop {
+            match &mut this.state {
+                ReadState::Done => return Poll::Ready(None),
+                ReadState::Idle(file) => {
+                    if this.left == 0 {
+                        this.state = ReadState::Done;
+                        return Poll::Ready(None);
+                    }
+                    let want = usize::try_from(this.left.min(READ_CHUNK)).unwrap_or(64 * 1024);
+                    let (f, offset) = (file.clone(), this.offset);
+                    let task = tokio::task::spawn_blocking(move || pread_piece(&f, offset, want));
+                    this.state = ReadState::Reading(task, file.clone());
+                }
+                ReadState::Reading(task, file) => {
+                    let piece = match std::task::ready!(Pin::new(task).poll(cx)) {
+                        Ok(r) => r?,
+                        Err(e) => return Poll::Ready(Some(Err(io::Error::other(e)))),
+                    };
+                    if piece.is_empty() {
+                        // The file shrank after its size was sent; the response cannot be
+                        // completed.
+                        this.state = ReadState::Done;
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shrank while it was sent",
+                        ))));
+                    }
+                    let n = piece.len() as u64;
+                    this.offset += n;
+                    this.left = this.left.saturating_sub(n);
+                    this.state = ReadState::Idle(file.clone());
+                    return Poll::Ready(Some(Ok(Frame::data(piece.freeze()))));
+                }
             }
-            std::task::ready!(Pin::new(&mut this.file).poll_complete(cx))?;
-            this.seek_to = None;
         }
-        if this.left == 0 {
-            return Poll::Ready(None);
-        }
-        let want = usize::try_from(this.left.min(READ_CHUNK)).unwrap_or(64 * 1024);
-        let mut buf = BytesMut::zeroed(want);
-        let mut rb = ReadBuf::new(&mut buf);
-        std::task::ready!(Pin::new(&mut this.file).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        if n == 0 {
-            // The file shrank after its size was sent; the response cannot be completed.
-            return Poll::Ready(Some(Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while it was sent",
-            ))));
-        }
-        buf.truncate(n);
-        this.left -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(buf.freeze()))))
     }
 
     fn is_end_stream(&self) -> bool {
