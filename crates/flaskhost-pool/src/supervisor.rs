@@ -559,6 +559,26 @@ impl Supervisor {
         }
     }
 
+    /// Gives a new worker's slots to the queue (through the event loop, which also retires the
+    /// worker it `replaces`) and waits until that is done.
+    async fn hand_over(
+        &self,
+        id: u32,
+        info: Arc<WorkerInfo>,
+        slots: Vec<Slot>,
+        replaces: Option<Arc<WorkerInfo>>,
+    ) {
+        let (ack, acked) = tokio::sync::oneshot::channel();
+        let _ = self.events.send(WorkerEvent::Started {
+            id,
+            info,
+            slots,
+            replaces,
+            ack: Some(ack),
+        });
+        let _ = acked.await;
+    }
+
     /// Re-imports the app and replaces every worker with zero failed requests: a new
     /// generation is loaded (in preload mode a new fork server imports the app, and a failure
     /// there leaves the old workers serving), then each old worker is replaced by a new one and
@@ -616,15 +636,7 @@ impl Supervisor {
                 Ok((info, slots)) => {
                     *self.current.lock().unwrap_or_else(|p| p.into_inner()) = generation.clone();
                     self.shared.counters.restart(RestartReason::Reload);
-                    let (ack, acked) = tokio::sync::oneshot::channel();
-                    let _ = self.events.send(WorkerEvent::Started {
-                        id: first.id,
-                        info,
-                        slots,
-                        replaces: Some(first),
-                        ack: Some(ack),
-                    });
-                    let _ = acked.await;
+                    self.hand_over(first.id, info, slots, Some(first)).await;
                 }
                 Err(reason) => {
                     first.release_claim();
@@ -660,15 +672,7 @@ impl Supervisor {
             self.shared.counters.restart(RestartReason::Reload);
             match r {
                 Ok((info, slots)) => {
-                    let (ack, acked) = tokio::sync::oneshot::channel();
-                    let _ = self.events.send(WorkerEvent::Started {
-                        id: old.id,
-                        info,
-                        slots,
-                        replaces: Some(old),
-                        ack: Some(ack),
-                    });
-                    let _ = acked.await;
+                    self.hand_over(old.id, info, slots, Some(old)).await;
                 }
                 Err(reason) => {
                     // The old worker keeps serving; the supervisor tries again with back-off.
@@ -726,15 +730,7 @@ impl Supervisor {
                 );
                 match self.spawn_worker(id).await {
                     Ok((info, slots)) => {
-                        let (ack, acked) = tokio::sync::oneshot::channel();
-                        let _ = self.events.send(WorkerEvent::Started {
-                            id,
-                            info,
-                            slots,
-                            replaces: None,
-                            ack: Some(ack),
-                        });
-                        let _ = acked.await;
+                        self.hand_over(id, info, slots, None).await;
                     }
                     Err(reason) => {
                         self.ids
