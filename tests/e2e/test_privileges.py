@@ -152,13 +152,17 @@ def test_files_after_the_switch(serve, short_tmp, nobody_env):
     pidfile = run_dir / "fh.pid"
     root_pidfile = Path(short_tmp) / "root.pid"
 
+    metrics, stats = run_dir / "metrics.sock", run_dir / "stats.sock"
     server = serve("hello:application", "--uid", "nobody", "--socket-mode", "660",
-                   "--pidfile", pidfile, binds=[f"unix:{sock}"], env=nobody_env)
+                   "--pidfile", pidfile, "--metrics", f"unix:{metrics}", "--stats",
+                   f"unix:{stats}", binds=[f"unix:{sock}"], env=nobody_env)
     st = sock.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (NOBODY.pw_uid, NOBODY.pw_gid, 0o660)
+    for other in (metrics, stats):
+        assert (other.stat().st_uid, other.stat().st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid)
     assert pidfile.read_text() == f"{server.pid}\n"
     assert server.stop() == 0
-    assert not sock.exists() and not pidfile.exists()
+    assert not sock.exists() and not pidfile.exists() and not metrics.exists()
 
     server = serve("hello:application", "--uid", "nobody", "--pidfile", root_pidfile,
                    env=nobody_env)

@@ -372,14 +372,26 @@ async fn lifecycle(cfg: ServeConfig, process: Process) -> ExitCode {
     if let Some(run_as) = &process.run_as {
         // The Unix sockets flaskhost created belong to the user it runs as, as gunicorn does,
         // so `socket-mode` means what it says for that user and group.
-        for l in &listeners {
-            if let flaskhost_front::Listener::Unix {
-                path,
-                remove_on_exit: true,
-                ..
-            } = l
-                && let Err(e) = std::os::unix::fs::chown(path, run_as.uid, Some(run_as.gid))
-            {
+        // The metrics and stats sockets too, so they can be removed and rebound as that user.
+        let created = listeners
+            .iter()
+            .chain(metrics_listener.iter())
+            .filter_map(|l| match l {
+                flaskhost_front::Listener::Unix {
+                    path,
+                    remove_on_exit: true,
+                    ..
+                } => Some(path.as_path()),
+                _ => None,
+            })
+            .chain(match &cfg.lifecycle.stats {
+                Some(flaskhost_config::Bind::Unix(path)) if stats_listener.is_some() => {
+                    Some(path.as_path())
+                }
+                _ => None,
+            });
+        for path in created {
+            if let Err(e) = std::os::unix::fs::chown(path, run_as.uid, Some(run_as.gid)) {
                 tracing::warn!("cannot hand {} to {}: {e}", path.display(), run_as.label);
             }
         }
