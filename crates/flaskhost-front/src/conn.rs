@@ -88,7 +88,12 @@ struct Shared {
 
 impl ConnState {
     pub(crate) fn new() -> Arc<ConnState> {
-        Arc::new(ConnState {
+        Arc::new(ConnState::fresh())
+    }
+
+    /// A connection that has seen nothing yet.
+    fn fresh() -> ConnState {
+        ConnState {
             shared: Mutex::new(Shared {
                 verdicts: VecDeque::new(),
                 stopped: false,
@@ -97,7 +102,7 @@ impl ConnState {
                 idle_since: Instant::now(),
                 reader: None,
             }),
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -737,16 +742,7 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes; returns the verdicts and the final phase.
     fn run(input: &[u8], step: usize) -> (Vec<Verdict>, ConnState, Framing) {
-        let state = ConnState {
-            shared: Mutex::new(Shared {
-                verdicts: VecDeque::new(),
-                stopped: false,
-                in_flight: 0,
-                requests: 0,
-                idle_since: Instant::now(),
-                reader: None,
-            }),
-        };
+        let state = ConnState::fresh();
         let mut f = Framing {
             phase: Phase::Between,
             head: Vec::new(),

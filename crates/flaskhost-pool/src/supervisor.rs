@@ -199,6 +199,13 @@ impl Supervisor {
         });
     }
 
+    /// The workers that take requests (alive, not retiring).
+    fn live_workers(&self) -> Vec<Arc<WorkerInfo>> {
+        let mut v = self.registry.all();
+        v.retain(|w| w.is_alive());
+        v
+    }
+
     /// Stops the fork servers of past generations that no longer have workers.
     fn stop_idle_fork_servers(&self) {
         let current = self.current().number;
@@ -761,12 +768,8 @@ impl Supervisor {
             if self.shutting_down.load(Ordering::Relaxed) {
                 return;
             }
-            let workers: Vec<_> = self
-                .registry
-                .all()
-                .into_iter()
-                .filter(|w| w.is_alive() && w.is_ready() && !w.is_being_replaced())
-                .collect();
+            let mut workers = self.live_workers();
+            workers.retain(|w| w.is_ready() && !w.is_being_replaced());
             seen.retain(|pid, _| workers.iter().any(|w| w.pid == *pid));
             let now = Instant::now();
             let mut idle = Vec::new();
@@ -824,12 +827,7 @@ impl Supervisor {
             if self.shutting_down.load(Ordering::Relaxed) {
                 return;
             }
-            let workers: Vec<_> = self
-                .registry
-                .all()
-                .into_iter()
-                .filter(|w| w.is_alive())
-                .collect();
+            let workers = self.live_workers();
             if rules.reload_on_rss.is_some() || rules.evil_reload_on_rss.is_some() {
                 let pids: Vec<Pid> = workers.iter().map(|w| Pid::from_u32(w.pid)).collect();
                 sys.refresh_processes_specifics(
