@@ -195,6 +195,39 @@ def test_changed_file_is_served_fresh(server, site):
     assert server.get("/static/changing.txt").content == b"version 3 is longer\n"
 
 
+def test_answers_from_memory_follow_the_disk(server, site):
+    """The memory fast path is keyed by URL and accepted encodings and re-checks every path it
+    depended on: a sibling appearing, a link retargeted, a file removed, all seen at once."""
+    d = site["static"] / "fresh"
+    d.mkdir()
+    (d / "a.txt").write_bytes(b"plain a\n")
+    (d / "b.txt").write_bytes(b"plain b\n")
+    gz = {"Accept-Encoding": "gzip"}
+    for _ in range(2):  # the second answer of each pair comes from memory
+        assert server.get("/static/fresh/a.txt", headers=gz).content == b"plain a\n"
+        assert server.get("/static/fresh/a.txt").content == b"plain a\n"
+        # The same file under another spelling of its URL.
+        assert server.get("/static/fresh/%61.txt").content == b"plain a\n"
+    (d / "a.txt.gz").write_bytes(gzip.compress(b"zipped a\n", mtime=0))
+    for _ in range(2):
+        r = server.get("/static/fresh/a.txt", headers=gz)
+        assert r.headers["Content-Encoding"] == "gzip" and r.content == b"zipped a\n"
+        # A client without gzip still gets the plain file.
+        r = server.get("/static/fresh/a.txt", headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in r.headers and r.content == b"plain a\n"
+    os.symlink(d / "a.txt", d / "link.txt")
+    for _ in range(2):
+        assert server.get("/static/fresh/link.txt").content == b"plain a\n"
+    os.unlink(d / "link.txt")
+    os.symlink(d / "b.txt", d / "link.txt")
+    for _ in range(2):
+        assert server.get("/static/fresh/link.txt").content == b"plain b\n"
+    os.unlink(d / "a.txt")
+    os.unlink(d / "a.txt.gz")
+    assert server.get("/static/fresh/a.txt", headers=gz).status_code == 404
+    assert server.get("/static/fresh/%61.txt").status_code == 404
+
+
 # ---- ranges --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/static/css/site.css", "/static/big.bin"], ids=["memory", "streamed"])
 def test_ranges(server, site, path):

@@ -112,9 +112,8 @@ impl ResponseHeaders {
     /// Adds every configured header the response does not have yet.
     pub(crate) fn apply(&self, headers: &mut HeaderMap, https: bool) {
         for (name, value) in &self.always {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
-            }
+            // One hash and probe per header (a `contains_key` then `insert` would be two).
+            headers.entry(name.clone()).or_insert_with(|| value.clone());
         }
         if https && let Some(hsts) = &self.hsts {
             headers

@@ -19,7 +19,9 @@
 //!   `Vary: Accept-Encoding` (not for range requests, so ranges count the file's own bytes).
 //! - **Memory**: files up to a size are kept in memory, keyed by path and checked against the
 //!   file's size, mtime and inode on every request, so a changed file is re-read at once.
-//!   Larger files are streamed in 64 KiB reads.
+//!   A URL whose last lookup ended in memory is answered on the runtime thread from what that
+//!   lookup found (headers included), after one `stat` per path it depended on ([`Fresh`]).
+//!   Larger files are streamed in 256 KiB reads.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,11 +67,18 @@ enum Target {
 
 #[derive(Debug)]
 struct Mount {
+    /// Its place in [`StaticFiles::mounts`].
+    index: usize,
     target: Target,
     cfg: StaticMount,
     /// `Cache-Control` built once from `expires` and `cache-control`.
     cache_control: Option<HeaderValue>,
+    /// Small files answered from memory without leaving the runtime thread, keyed by the raw
+    /// URL remainder, then by the encodings the client accepts (see [`Fresh`]).
+    fresh: Mutex<FreshMap>,
 }
+
+type FreshMap = HashMap<Box<str>, Vec<(Accepted, Arc<Fresh>)>>;
 
 /// Every static mount and the shared memory cache.
 #[derive(Debug)]
@@ -78,26 +87,60 @@ pub struct StaticFiles {
     mounts: Vec<Mount>,
     cache: Mutex<Cache>,
     max_cached_file: u64,
-    /// Files answered from memory without leaving the runtime thread, keyed by the requested
-    /// path and the encodings the client accepts (see [`Fresh`]).
-    fresh: Mutex<HashMap<(PathBuf, Vec<Encoding>), Fresh>>,
 }
 
-/// What a small file's last full lookup (resolution, symlink policy, sibling choice, read)
-/// found, and the stamps of the requested path and each candidate sibling at that moment. A
-/// request whose own `stat`s of the same paths give the same stamps gets the same answer, so
-/// the common case costs one `statx` per candidate and no blocking-pool hop, while any change
+/// What a small file's last full lookup (path checks, resolution, symlink policy, sibling
+/// choice, read) found for one URL, and the stamps of the requested path and each candidate
+/// sibling at that moment. A request for the same URL, accepting the same encodings, whose
+/// own `stat`s of the same paths give the same stamps gets the same answer: the common case
+/// costs one `statx` per candidate, no allocation and no blocking-pool hop, while any change
 /// on disk (content, a sibling appearing, a symlink retargeted) falls back to the full lookup.
+/// The URL's path checks are a function of the URL and the mount alone, so they hold too.
 #[derive(Debug)]
 struct Fresh {
-    stamps: Vec<Option<Stamp>>,
-    mime_path: PathBuf,
-    encoding: Option<Encoding>,
-    stamp: Stamp,
+    /// The requested file, then the sibling for each accepted encoding, in order.
+    paths: Box<[PathBuf]>,
+    stamps: Box<[Option<Stamp>]>,
+    facts: Facts,
     bytes: Bytes,
 }
 
-/// Entries kept in the fresh map before it is cleared (a bound, not a tuning knob).
+/// A file version's response headers, built once when it is looked up (on the blocking pool)
+/// and reused for as long as it stays fresh.
+#[derive(Debug, Clone)]
+struct Facts {
+    content_type: HeaderValue,
+    etag: HeaderValue,
+    last_modified: HeaderValue,
+    /// The length of the whole content, for a response that sends all of it.
+    content_length: HeaderValue,
+    encoding: Option<Encoding>,
+    stamp: Stamp,
+}
+
+impl Facts {
+    /// `mime_path` is the file the type is guessed from (not its `.gz` sibling); `len` the
+    /// length of what is sent (the bytes read, for a file served from memory).
+    fn of(mime_path: &Path, encoding: Option<Encoding>, stamp: Stamp, len: u64) -> Facts {
+        let mime = mime_guess::from_path(mime_path)
+            .first_raw()
+            .unwrap_or("application/octet-stream");
+        let last_modified = httpdate::fmt_http_date(stamp.mtime);
+        Facts {
+            content_type: HeaderValue::from_static(mime),
+            // Both are built from ASCII digits, letters and punctuation.
+            etag: HeaderValue::from_str(&stamp.etag(encoding))
+                .unwrap_or_else(|_| HeaderValue::from_static("\"\"")),
+            last_modified: HeaderValue::from_str(&last_modified)
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            content_length: HeaderValue::from(len),
+            encoding,
+            stamp,
+        }
+    }
+}
+
+/// Entries kept in a mount's fresh map before it is cleared (a bound, not a tuning knob).
 const FRESH_MAX: usize = 4096;
 
 /// A mount that matched a request path, and the path's remainder.
@@ -149,12 +192,17 @@ impl StaticFiles {
                 HeaderValue::from_str(&parts.join(", ")).ok()
             };
             out.push(Mount {
+                index: 0,
                 target,
                 cfg: m.clone(),
                 cache_control,
+                fresh: Mutex::new(HashMap::new()),
             });
         }
         out.sort_by_key(|m| std::cmp::Reverse(m.cfg.url.len()));
+        for (i, m) in out.iter_mut().enumerate() {
+            m.index = i;
+        }
         Ok(StaticFiles {
             mounts: out,
             cache: Mutex::new(Cache {
@@ -162,7 +210,6 @@ impl StaticFiles {
                 total: 0,
                 capacity: cache_size,
             }),
-            fresh: Mutex::new(HashMap::new()),
             max_cached_file: if cache_size == 0 {
                 0
             } else {
@@ -213,6 +260,22 @@ impl StaticFiles {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
+        let range_asked = headers.contains_key(header::RANGE) && method == Method::GET;
+        let accepted = if mount.cfg.precompressed && !range_asked {
+            accepted_encodings(headers)
+        } else {
+            Accepted::NONE
+        };
+        // The fast path: same URL, same stamps as the last full lookup, same answer.
+        if let Some(fresh) = mount.fresh_hit(hit.rest, accepted) {
+            return self.build(
+                mount,
+                &fresh.facts,
+                Content::Memory(fresh.bytes.clone()),
+                method,
+                headers,
+            );
+        }
         let (file, root) = match &mount.target {
             Target::File(path) => (path.clone(), None),
             Target::Dir(root) => match relative_path(hit.rest, mount.cfg.dotfiles) {
@@ -220,93 +283,26 @@ impl StaticFiles {
                 Err(status) => return plain(status),
             },
         };
-        let range_asked = headers.contains_key(header::RANGE) && method == Method::GET;
-        let encodings = if mount.cfg.precompressed && !range_asked {
-            accepted_encodings(headers)
-        } else {
-            Vec::new()
-        };
-        // The fast path: same stamps as the last full lookup, same answer, from memory.
-        let stamps = candidate_stamps(&file, &encodings);
-        let key = (file, encodings);
-        if let Some(opened) = self.fresh_hit(&key, &stamps) {
-            return self.build(mount, opened, method, headers);
-        }
-        let (file, encodings) = key;
-        let policy = mount.cfg.symlinks;
+        let paths = candidate_paths(&file, &accepted);
+        let stamps: Box<[Option<Stamp>]> = paths.iter().map(|p| stamp_of(p)).collect();
+        let (policy, index, rest) = (mount.cfg.symlinks, mount.index, Box::<str>::from(hit.rest));
         let this = self.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let r = this.open_file(&file, root.as_deref(), policy, &encodings);
+            let r = this.open_file(&file, root.as_deref(), policy, &accepted);
             if let Ok(o) = &r {
-                this.remember(file, encodings, stamps, o);
+                this.mounts[index].remember(rest, accepted, paths, stamps, o);
             }
             r
         })
         .await;
-        let opened = match opened {
-            Ok(Ok(o)) => o,
-            Ok(Err(status)) => return plain(status),
+        match opened {
+            Ok(Ok(o)) => self.build(mount, &o.facts, o.content, method, headers),
+            Ok(Err(status)) => plain(status),
             Err(e) => {
                 tracing::error!("static file task failed: {e}");
-                return plain(StatusCode::INTERNAL_SERVER_ERROR);
+                plain(StatusCode::INTERNAL_SERVER_ERROR)
             }
-        };
-        self.build(mount, opened, method, headers)
-    }
-
-    fn fresh_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, Vec<Encoding>), Fresh>> {
-        self.fresh
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn fresh_hit(
-        &self,
-        key: &(PathBuf, Vec<Encoding>),
-        stamps: &[Option<Stamp>],
-    ) -> Option<Opened> {
-        // A file that is not there never has a fresh entry: its lookup gives the error.
-        stamps.first()?.as_ref()?;
-        let map = self.fresh_lock();
-        let f = map.get(key).filter(|f| f.stamps == stamps)?;
-        Some(Opened {
-            mime_path: f.mime_path.clone(),
-            encoding: f.encoding,
-            stamp: f.stamp,
-            content: Content::Memory(f.bytes.clone()),
-        })
-    }
-
-    /// Records a full lookup that ended in memory, with the stamps taken before it.
-    fn remember(
-        &self,
-        file: PathBuf,
-        encodings: Vec<Encoding>,
-        stamps: Vec<Option<Stamp>>,
-        o: &Opened,
-    ) {
-        let Content::Memory(bytes) = &o.content else {
-            return;
-        };
-        // Stamps taken before the lookup that no longer describe what was read would only
-        // cause a miss next time; skip the entry when the main file's stamp already differs.
-        if o.encoding.is_none() && stamps.first().copied().flatten() != Some(o.stamp) {
-            return;
         }
-        let mut map = self.fresh_lock();
-        if map.len() >= FRESH_MAX {
-            map.clear();
-        }
-        map.insert(
-            (file, encodings),
-            Fresh {
-                stamps,
-                mime_path: o.mime_path.clone(),
-                encoding: o.encoding,
-                stamp: o.stamp,
-                bytes: bytes.clone(),
-            },
-        );
     }
 
     /// Resolves, checks and opens the file (blocking). Small files come back read (from the
@@ -336,15 +332,15 @@ impl StaticFiles {
             return Err(StatusCode::NOT_FOUND);
         }
         let stamp = Stamp::of(&meta);
-        let content = if stamp.len <= self.max_cached_file {
-            Content::Memory(self.read_cached(&path, f, stamp)?)
+        let (content, len) = if stamp.len <= self.max_cached_file {
+            let bytes = self.read_cached(&path, f, stamp)?;
+            let len = bytes.len() as u64;
+            (Content::Memory(bytes), len)
         } else {
-            Content::File(f)
+            (Content::File(f), stamp.len)
         };
         Ok(Opened {
-            mime_path: real,
-            encoding,
-            stamp,
+            facts: Facts::of(&real, encoding, stamp, len),
             content,
         })
     }
@@ -375,31 +371,24 @@ impl StaticFiles {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn build(&self, mount: &Mount, opened: Opened, method: &Method, req: &HeaderMap) -> Response {
-        let Opened {
-            mime_path,
-            encoding,
-            stamp,
-            content,
-        } = opened;
+    fn build(
+        &self,
+        mount: &Mount,
+        facts: &Facts,
+        content: Content,
+        method: &Method,
+        req: &HeaderMap,
+    ) -> Response {
+        let stamp = facts.stamp;
         let len = match &content {
             Content::Memory(b) => b.len() as u64,
             Content::File(_) => stamp.len,
         };
-        let etag = stamp.etag(encoding);
-        let last_modified = httpdate::fmt_http_date(stamp.mtime);
-
-        let mut h = HeaderMap::new();
-        let mime = mime_guess::from_path(&mime_path)
-            .first_raw()
-            .unwrap_or("application/octet-stream");
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-        if let Ok(v) = HeaderValue::from_str(&etag) {
-            h.insert(header::ETAG, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&last_modified) {
-            h.insert(header::LAST_MODIFIED, v);
-        }
+        // Room for these and the edge's own headers without growing.
+        let mut h = HeaderMap::with_capacity(12);
+        h.insert(header::CONTENT_TYPE, facts.content_type.clone());
+        h.insert(header::ETAG, facts.etag.clone());
+        h.insert(header::LAST_MODIFIED, facts.last_modified.clone());
         if let Some(cc) = &mount.cache_control {
             h.insert(header::CACHE_CONTROL, cc.clone());
         }
@@ -412,21 +401,22 @@ impl StaticFiles {
         if mount.cfg.precompressed {
             h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
-        if let Some(enc) = encoding {
+        if let Some(enc) = facts.encoding {
             h.insert(
                 header::CONTENT_ENCODING,
                 HeaderValue::from_static(enc.name()),
             );
         }
 
-        if not_modified(req, &etag, stamp.mtime) {
+        let etag = facts.etag.to_str().unwrap_or_default();
+        if not_modified(req, etag, stamp.mtime) {
             return with_headers(StatusCode::NOT_MODIFIED, h, Body::empty());
         }
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
         let mut status = StatusCode::OK;
         let (mut start, mut end) = (0, len);
-        if method == Method::GET && if_range_holds(req, &etag, stamp.mtime) {
+        if method == Method::GET && if_range_holds(req, etag, stamp.mtime) {
             match req
                 .get(header::RANGE)
                 .map(|r| parse_range(r.as_bytes(), len))
@@ -448,7 +438,12 @@ impl StaticFiles {
                 Some(RangeAsk::Ignore) | None => {}
             }
         }
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+        let length = if start == 0 && end == len {
+            facts.content_length.clone()
+        } else {
+            HeaderValue::from(end - start)
+        };
+        h.insert(header::CONTENT_LENGTH, length);
         if method == Method::HEAD {
             return with_headers(status, h, Body::empty());
         }
@@ -508,10 +503,7 @@ enum Content {
 }
 
 struct Opened {
-    /// The file the type is guessed from (not its `.gz` sibling).
-    mime_path: PathBuf,
-    encoding: Option<Encoding>,
-    stamp: Stamp,
+    facts: Facts,
     content: Content,
 }
 
@@ -552,23 +544,87 @@ impl Cache {
     }
 }
 
-/// The stamps (following symlinks) of the requested file and of each precompressed sibling
-/// the client would accept, `None` where there is no regular file.
-fn candidate_stamps(file: &Path, encodings: &[Encoding]) -> Vec<Option<Stamp>> {
-    let stamp = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .filter(std::fs::Metadata::is_file)
-            .map(|m| Stamp::of(&m))
-    };
-    let mut out = Vec::with_capacity(1 + encodings.len());
-    out.push(stamp(file));
-    for enc in encodings {
+/// The requested file, then its precompressed sibling for each accepted encoding.
+fn candidate_paths(file: &Path, accepted: &[Encoding]) -> Box<[PathBuf]> {
+    let mut out = Vec::with_capacity(1 + accepted.len());
+    out.push(file.to_owned());
+    for enc in accepted {
         let mut sib = file.as_os_str().to_owned();
         sib.push(enc.suffix());
-        out.push(stamp(Path::new(&sib)));
+        out.push(PathBuf::from(sib));
     }
-    out
+    out.into_boxed_slice()
+}
+
+/// The stamp of a path (following symlinks), `None` where there is no regular file.
+fn stamp_of(path: &Path) -> Option<Stamp> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| Stamp::of(&m))
+}
+
+impl Mount {
+    fn fresh_lock(&self) -> std::sync::MutexGuard<'_, FreshMap> {
+        self.fresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last full lookup's answer for this URL and these encodings, if every path it
+    /// depended on still has the stamp it had then.
+    fn fresh_hit(&self, rest: &str, accepted: Accepted) -> Option<Arc<Fresh>> {
+        let fresh = {
+            let map = self.fresh_lock();
+            let (_, f) = map.get(rest)?.iter().find(|(a, _)| *a == accepted)?;
+            f.clone()
+        };
+        // The lock is not held across the `stat`s.
+        let same = fresh
+            .paths
+            .iter()
+            .zip(fresh.stamps.iter())
+            .all(|(p, s)| stamp_of(p) == *s);
+        same.then_some(fresh)
+    }
+
+    /// Records a full lookup that ended in memory, with the stamps taken before it.
+    fn remember(
+        &self,
+        rest: Box<str>,
+        accepted: Accepted,
+        paths: Box<[PathBuf]>,
+        stamps: Box<[Option<Stamp>]>,
+        o: &Opened,
+    ) {
+        let Content::Memory(bytes) = &o.content else {
+            return;
+        };
+        // A file that is not there never has a fresh entry: its lookup gives the error.
+        // Stamps taken before the lookup that no longer describe what was read would only
+        // cause a miss next time; skip the entry when the main file's stamp already differs.
+        let Some(first) = stamps.first().copied().flatten() else {
+            return;
+        };
+        if o.facts.encoding.is_none() && first != o.facts.stamp {
+            return;
+        }
+        let entry = Arc::new(Fresh {
+            paths,
+            stamps,
+            facts: o.facts.clone(),
+            bytes: bytes.clone(),
+        });
+        let mut map = self.fresh_lock();
+        if map.len() >= FRESH_MAX {
+            map.clear();
+        }
+        let list = map.entry(rest).or_default();
+        match list.iter_mut().find(|(a, _)| *a == accepted) {
+            Some((_, old)) => *old = entry,
+            None => list.push((accepted, entry)),
+        }
+    }
 }
 
 /// Resolves `file` by the symlink policy. `root` is the mount's canonical directory (`None`
@@ -692,7 +748,7 @@ impl Encoding {
 
 /// The precompressed codings the client accepts, best first: by the client's q-value, then
 /// by the server's order (br, zstd, gzip: smallest first).
-fn accepted_encodings(headers: &HeaderMap) -> Vec<Encoding> {
+fn accepted_encodings(headers: &HeaderMap) -> Accepted {
     let q_of = |name: &str| -> Option<u16> {
         let mut star = None;
         let mut found = None;
@@ -720,13 +776,49 @@ fn accepted_encodings(headers: &HeaderMap) -> Vec<Encoding> {
         }
         found.or(star)
     };
-    let mut out: Vec<(Encoding, u16)> = [Encoding::Br, Encoding::Zstd, Encoding::Gzip]
-        .into_iter()
-        .filter_map(|e| q_of(e.name()).filter(|q| *q > 0).map(|q| (e, q)))
-        .collect();
+    if headers.get(header::ACCEPT_ENCODING).is_none() {
+        return Accepted::NONE;
+    }
+    let mut found = [(Encoding::Br, 0u16); 3];
+    let mut n = 0;
+    for e in [Encoding::Br, Encoding::Zstd, Encoding::Gzip] {
+        if let Some(q) = q_of(e.name()).filter(|q| *q > 0) {
+            found[n] = (e, q);
+            n += 1;
+        }
+    }
     // Stable: equal q-values keep the server's order.
-    out.sort_by_key(|(_, q)| std::cmp::Reverse(*q));
-    out.into_iter().map(|(e, _)| e).collect()
+    found[..n].sort_by_key(|(_, q)| std::cmp::Reverse(*q));
+    let mut out = Accepted::NONE;
+    for (e, _) in &found[..n] {
+        out.items[usize::from(out.len)] = *e;
+        out.len += 1;
+    }
+    out
+}
+
+/// The precompressed codings a client accepts, best first: at most the three there are, in
+/// a value (no allocation per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Accepted {
+    /// The first `len` are the codings; the rest stay `Br` so equal lists compare equal.
+    items: [Encoding; 3],
+    len: u8,
+}
+
+impl Accepted {
+    const NONE: Accepted = Accepted {
+        items: [Encoding::Br; 3],
+        len: 0,
+    };
+}
+
+impl std::ops::Deref for Accepted {
+    type Target = [Encoding];
+
+    fn deref(&self) -> &[Encoding] {
+        &self.items[..usize::from(self.len)]
+    }
 }
 
 /// A q-value as thousandths: `1`, `0.5`, `0.001`.
@@ -1091,20 +1183,20 @@ mod tests {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("gzip, br;q=0.5, zstd;q=0"),
         );
-        assert_eq!(accepted_encodings(&h), [Encoding::Gzip, Encoding::Br]);
+        assert_eq!(*accepted_encodings(&h), [Encoding::Gzip, Encoding::Br]);
         h.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("gzip, deflate, br, zstd"),
         );
         assert_eq!(
-            accepted_encodings(&h),
+            *accepted_encodings(&h),
             [Encoding::Br, Encoding::Zstd, Encoding::Gzip]
         );
         h.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("*;q=0.1, gzip;q=0"),
         );
-        assert_eq!(accepted_encodings(&h), [Encoding::Br, Encoding::Zstd]);
+        assert_eq!(*accepted_encodings(&h), [Encoding::Br, Encoding::Zstd]);
         h.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
