@@ -228,6 +228,65 @@ def test_answers_from_memory_follow_the_disk(server, site):
     assert server.get("/static/fresh/%61.txt").status_code == 404
 
 
+@pytest.mark.parametrize("http2", [False, True], ids=["http1-sendfile", "http2-read"])
+def test_a_file_cut_short_while_sent_ends_that_response_only(server, site, http2):
+    """A large file is sent from the page cache (sendfile on plain HTTP/1, reads otherwise);
+    truncated mid-send, that response ends short and the connection closes (never a SIGBUS,
+    never bytes of another file), and the server carries on."""
+    path = site["static"] / f"shrinking-{int(http2)}.bin"
+    size = 32 * 1024 * 1024
+    with open(path, "wb") as f:
+        f.truncate(size)  # sparse: quick to make
+    if http2:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "GET"), (":path", f"/static/{path.name}"),
+                              (":scheme", "http"), (":authority", "x")], end_stream=True)
+        received, cut, ended = 0, False, False
+        with server.raw_socket(timeout=HTTP_TIMEOUT) as sock:
+            sock.sendall(conn.data_to_send())
+            while not ended:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                for event in conn.receive_data(chunk):
+                    if isinstance(event, h2.events.DataReceived):
+                        received += len(event.data)
+                        if received >= 60_000 and not cut:
+                            # The server can send no more than the 64 KiB window until the
+                            # data is acknowledged: it is mid-send, waiting on us.
+                            os.truncate(path, 4096)
+                            cut = True
+                        conn.acknowledge_received_data(event.flow_controlled_length,
+                                                       event.stream_id)
+                    ended |= isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset,
+                                                h2.events.ConnectionTerminated))
+                sock.sendall(conn.data_to_send())
+        assert cut and received < size
+    else:
+        s = server.raw_socket(timeout=HTTP_TIMEOUT)
+        s.sendall(f"GET /static/{path.name} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200") and str(size).encode() in head
+        received = len(body)
+        while received < 1_000_000:
+            received += len(s.recv(65536))
+        # Nothing more is read until the file is cut, so the server is mid-send.
+        os.truncate(path, 4096)
+        while chunk := s.recv(1 << 20):
+            received += len(chunk)
+        s.close()
+        assert received < size
+    assert server.get("/static/css/site.css").content == CSS
+
+
 # ---- ranges --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/static/css/site.css", "/static/big.bin"], ids=["memory", "streamed"])
 def test_ranges(server, site, path):

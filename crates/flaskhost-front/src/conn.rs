@@ -30,6 +30,8 @@ use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::zerocopy::{self, SendFile};
+
 /// The limits the guard enforces, from the configuration.
 #[derive(Debug, Clone)]
 pub struct ConnLimits {
@@ -697,13 +699,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+/// Writes pass through, except that on plain TCP a mapped static file body goes out with
+/// `sendfile` (see [`crate::zerocopy`]).
+impl<S: AsyncWrite + SendFile + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        if S::CAPABLE
+            && let Some(r) = zerocopy::poll_write(&mut this.io, cx, &[io::IoSlice::new(buf)])
+        {
+            return r;
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -711,7 +721,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if S::CAPABLE
+            && let Some(r) = zerocopy::poll_write(&mut this.io, cx, bufs)
+        {
+            return r;
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

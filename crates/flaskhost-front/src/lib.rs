@@ -19,6 +19,7 @@ pub mod rescue;
 mod server;
 mod static_files;
 mod tls;
+mod zerocopy;
 
 pub use access_log::AccessLog;
 pub use app::{ConnInfo, DispatchFuture, Upstream};

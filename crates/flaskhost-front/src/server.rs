@@ -296,7 +296,7 @@ async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppRoute, req: Request)
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
-        let resp = statics.serve(hit, req.method(), req.headers()).await;
+        let resp = statics.serve(hit, req.method(), req.headers(), false).await;
         return RouteKind::Static.tag(resp);
     }
     app.call(req).await
@@ -655,7 +655,7 @@ impl ConnCtx {
         watcher: Watcher,
         permit: OwnedSemaphorePermit,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + crate::zerocopy::SendFile + Unpin + Send + 'static,
     {
         // Held until the connection ends: it is one of `max-connections`.
         let _permit = permit;

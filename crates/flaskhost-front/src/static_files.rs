@@ -43,6 +43,7 @@ use http_body::Frame;
 use thiserror::Error;
 
 use crate::access_log::SkipAccessLog;
+use crate::zerocopy;
 
 /// Bytes read from a streamed file per body frame.
 const READ_CHUNK: u64 = 256 * 1024;
@@ -233,14 +234,17 @@ impl StaticFiles {
         })
     }
 
-    /// Answers a request for a static file.
+    /// Answers a request for a static file. `zero_copy`: the response goes out on a
+    /// connection that sends mapped bodies with `sendfile` (plain TCP, HTTP/1; see
+    /// [`crate::zerocopy`]).
     pub(crate) async fn serve(
         self: &Arc<Self>,
         hit: Hit<'_>,
         method: &Method,
         headers: &HeaderMap,
+        zero_copy: bool,
     ) -> Response {
-        let mut resp = self.respond(&hit, method, headers).await;
+        let mut resp = self.respond(&hit, method, headers, zero_copy).await;
         if !hit.mount.cfg.access_log {
             resp.extensions_mut().insert(SkipAccessLog);
         }
@@ -252,6 +256,7 @@ impl StaticFiles {
         hit: &Hit<'_>,
         method: &Method,
         headers: &HeaderMap,
+        zero_copy: bool,
     ) -> Response {
         let mount = hit.mount;
         if method != Method::GET && method != Method::HEAD {
@@ -274,6 +279,7 @@ impl StaticFiles {
                 Content::Memory(fresh.bytes.clone()),
                 method,
                 headers,
+                zero_copy,
             );
         }
         let (file, root) = match &mount.target {
@@ -296,7 +302,7 @@ impl StaticFiles {
         })
         .await;
         match opened {
-            Ok(Ok(o)) => self.build(mount, &o.facts, o.content, method, headers),
+            Ok(Ok(o)) => self.build(mount, &o.facts, o.content, method, headers, zero_copy),
             Ok(Err(status)) => plain(status),
             Err(e) => {
                 tracing::error!("static file task failed: {e}");
@@ -378,6 +384,7 @@ impl StaticFiles {
         content: Content,
         method: &Method,
         req: &HeaderMap,
+        zero_copy: bool,
     ) -> Response {
         let stamp = facts.stamp;
         let len = match &content {
@@ -455,7 +462,19 @@ impl StaticFiles {
                 );
                 Body::from(bytes.slice(s..e))
             }
-            Content::File(f) => Body::new(FileBody::new(f, start, end - start)),
+            Content::File(f) => {
+                let f = Arc::new(f);
+                let mapped = (zero_copy && end - start >= zerocopy::MIN_LEN)
+                    .then(|| zerocopy::map(f.clone(), start, end - start));
+                match mapped {
+                    Some(Ok(bytes)) => Body::from(bytes),
+                    Some(Err(e)) => {
+                        tracing::debug!("static file not mapped, read instead: {e}");
+                        Body::new(FileBody::new(f, start, end - start))
+                    }
+                    None => Body::new(FileBody::new(f, start, end - start)),
+                }
+            }
         };
         with_headers(status, h, body)
     }
@@ -976,9 +995,9 @@ enum ReadState {
 }
 
 impl FileBody {
-    fn new(file: std::fs::File, start: u64, len: u64) -> FileBody {
+    fn new(file: Arc<std::fs::File>, start: u64, len: u64) -> FileBody {
         FileBody {
-            state: ReadState::Idle(Arc::new(file)),
+            state: ReadState::Idle(file),
             offset: start,
             left: len,
         }
