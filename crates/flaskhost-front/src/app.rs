@@ -14,8 +14,12 @@ use http_body_util::BodyExt;
 
 use crate::rescue::rescue;
 
-/// What the front knows about a connection, attached to each of its requests.
-#[derive(Debug, Clone, Copy)]
+/// What the front knows about a connection, given to each of its requests. The default is a
+/// Unix socket's (no client address, port 0, no TLS).
+///
+/// hyper's requests get it as an argument; a request given to [`crate::EdgeService`] as a
+/// tower `Service` may carry it as an extension (tests do), else the default applies.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ConnInfo {
     /// The client; `None` over a Unix socket.
     pub remote: Option<SocketAddr>,
@@ -54,21 +58,13 @@ pub(crate) struct AppState {
     pub(crate) script_name: String,
 }
 
-pub(crate) async fn handle<B>(state: &AppState, req: http::Request<B>) -> Response
+/// `conn`: the connection as the app sees it (after trusted proxies).
+pub(crate) async fn handle<B>(state: &AppState, req: http::Request<B>, conn: ConnInfo) -> Response
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let conn = parts
-        .extensions
-        .get::<ConnInfo>()
-        .copied()
-        .unwrap_or(ConnInfo {
-            remote: None,
-            local_port: 0,
-            https: false,
-        });
     let (host, host_from_uri) = match parts
         .headers
         .get(header::HOST)

@@ -247,9 +247,21 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// The connection info and the guard's verdict are read from the request's extensions
+    /// (absent: a Unix socket's connection, no refusal); hyper's path passes them directly.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let steps = self.0.clone();
-        Box::pin(async move { Ok(steps.handle(req.map(Body::new)).await) })
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .copied()
+            .unwrap_or_default();
+        let verdict = req
+            .extensions()
+            .get::<Verdict>()
+            .copied()
+            .unwrap_or(Verdict::Ok);
+        Box::pin(async move { Ok(steps.handle(req.map(Body::new), conn, verdict).await) })
     }
 }
 
@@ -272,19 +284,20 @@ enum Inner {
 }
 
 impl EdgeSteps {
-    async fn handle(&self, mut req: Request) -> Response {
+    /// `conn`: the connection the request came on; `verdict`: the guard's on its head.
+    async fn handle(&self, mut req: Request, conn: ConnInfo, verdict: Verdict) -> Response {
         // 1. Who the client is and which scheme it used, which the log, the headers and the app
         //    all need.
-        let info = self.proxies.resolve(&mut req);
+        let info = self.proxies.resolve(&mut req, conn);
         // 2. The access log sees the final status and every body byte, so it takes the
         //    response last, after every step that changes it.
         let entry = self.access_log.as_ref().map(|_| Entry::of(&req, info));
         // 3. A request the connection guard refused (ambiguous framing, head too large) is
         //    answered here, before static files or the app can see it.
-        let mut resp = match refusal(&req) {
+        let mut resp = match refusal(&req, verdict) {
             Some(resp) => resp,
             None => match &self.inner {
-                Inner::Routes { statics, app } => route(statics.as_ref(), app, req).await,
+                Inner::Routes { statics, app } => route(statics.as_ref(), app, req, info).await,
                 Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
             },
         };
@@ -297,14 +310,19 @@ impl EdgeSteps {
     }
 }
 
-async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppRoute, req: Request) -> Response {
+async fn route(
+    statics: Option<&Arc<StaticFiles>>,
+    app: &AppRoute,
+    req: Request,
+    info: ConnInfo,
+) -> Response {
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
         let resp = statics.serve(hit, req.method(), req.headers()).await;
         return RouteKind::Static.tag(resp);
     }
-    app.call(req).await
+    app.call(req, info).await
 }
 
 /// The app: compression → body limit → the pool. The tower-http layers are built around the
@@ -318,9 +336,9 @@ struct AppRoute {
 }
 
 impl AppRoute {
-    async fn call(&self, req: Request) -> Response {
+    async fn call(&self, req: Request, info: ConnInfo) -> Response {
         let pool = tower::service_fn(|req: http::Request<Limited<Body>>| async move {
-            Ok::<_, Infallible>(self.dispatch(req).await)
+            Ok::<_, Infallible>(self.dispatch(req, info).await)
         });
         // A declared Content-Length over the limit is refused with 413 before the app runs;
         // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
@@ -342,29 +360,29 @@ impl AppRoute {
     }
 
     /// The pool, timed for the access log when it is on.
-    async fn dispatch(&self, req: http::Request<Limited<Body>>) -> Response {
+    async fn dispatch(&self, req: http::Request<Limited<Body>>, info: ConnInfo) -> Response {
         if !self.timed {
-            return app::handle(&self.state, req).await;
+            return app::handle(&self.state, req, info).await;
         }
         let start = Instant::now();
-        let mut resp = app::handle(&self.state, req).await;
+        let mut resp = app::handle(&self.state, req, info).await;
         resp.extensions_mut().insert(AppTime(start.elapsed()));
         resp
     }
 }
 
 /// The answer to a request the connection guard refused, if it did.
-fn refusal(req: &Request) -> Option<Response> {
-    match req.extensions().get::<Verdict>() {
-        Some(Verdict::Reject(status, why)) => {
+fn refusal(req: &Request, verdict: Verdict) -> Option<Response> {
+    match verdict {
+        Verdict::Reject(status, why) => {
             tracing::info!(method = %req.method(), path = %req.uri().path(), status = status.as_u16(), "request refused: {why}");
-            let mut resp = plain_error(*status, Some(why));
+            let mut resp = plain_error(status, Some(why));
             // The bytes after this head cannot be trusted to be a next request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             Some(RouteKind::Refused.tag(resp))
         }
-        _ => None,
+        Verdict::Ok => None,
     }
 }
 
@@ -670,7 +688,7 @@ impl ConnCtx {
         let router = self.router.clone();
         let metrics = self.metrics.clone();
         let svc =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
                 // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
                 let verdict = if req.version() == http::Version::HTTP_2 {
@@ -678,12 +696,10 @@ impl ConnCtx {
                 } else {
                     state.next_verdict()
                 };
-                req.extensions_mut().insert(info);
-                req.extensions_mut().insert(verdict);
                 let in_flight = InFlight::start(state.clone());
                 let steps = router.0.clone();
                 async move {
-                    let resp = steps.handle(req.map(Body::new)).await;
+                    let resp = steps.handle(req.map(Body::new), info, verdict).await;
                     let finished = start.map(|(metrics, start)| Finished {
                         metrics,
                         start,
