@@ -90,7 +90,16 @@ where
         local_port: conn.local_port,
         remote: conn.remote,
     };
-    let body: RequestBody = body.map_err(Into::into).boxed_unsync();
+    // A request known to have no body (a GET's) gets an empty one that is zero-sized, so
+    // boxing it allocates nothing.
+    let body: RequestBody = if body.is_end_stream() {
+        drop(body);
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    } else {
+        body.map_err(Into::into).boxed_unsync()
+    };
     match state.upstream.dispatch(&meta, &parts.headers, body).await {
         Ok(resp) => resp.map(Body::new),
         Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()),

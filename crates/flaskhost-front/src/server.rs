@@ -19,6 +19,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{CompressionConfig, EdgeConfig};
 use http::{HeaderValue, StatusCode, header};
+use http_body::Body as _;
 use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -699,7 +700,14 @@ impl ConnCtx {
                 let in_flight = InFlight::start(state.clone());
                 let steps = router.0.clone();
                 async move {
-                    let resp = steps.handle(req.map(Body::new), info, verdict).await;
+                    // A request known to have no body (a GET's) needs no boxed `Incoming`:
+                    // `Body::empty` is zero-sized, so it allocates nothing.
+                    let req = if req.body().is_end_stream() {
+                        req.map(|_| Body::empty())
+                    } else {
+                        req.map(Body::new)
+                    };
+                    let resp = steps.handle(req, info, verdict).await;
                     let finished = start.map(|(metrics, start)| Finished {
                         metrics,
                         start,
