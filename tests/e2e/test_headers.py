@@ -7,6 +7,7 @@ import http.client
 
 import httpx
 import pytest
+from fhtest import send_raw
 
 SECURITY = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff",
             "Referrer-Policy": "strict-origin-when-cross-origin"}
@@ -65,7 +66,7 @@ def test_security_headers_on_edge_errors(default_server):
     conn.close()
     for resp in (r413, r405):
         assert resp.getheader("X-Frame-Options") == "SAMEORIGIN"
-    assert b"X-Frame-Options: SAMEORIGIN" in data
+    assert b"\r\nx-frame-options: SAMEORIGIN\r\n" in data
 
 
 def test_app_headers_are_kept_not_duplicated(default_server):
@@ -82,6 +83,49 @@ def test_headers_over_http2(default_server):
     assert r.http_version == "HTTP/2" and r.status_code == 404
     for name, value in SECURITY.items():
         assert r.headers.get_list(name) == [value]
+
+
+def head_names(data: bytes) -> list[bytes]:
+    """The header names of the first response head in ``data``, as sent."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    return [line.split(b":", 1)[0] for line in head.split(b"\r\n")[1:]]
+
+
+RAW_GET = (b"GET /?X-Custom-Header=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+           b"GET /s/a.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+
+def test_header_names_are_lowercase_by_default(default_server):
+    # Header names are case-insensitive (RFC 9110); HTTP/1 sends them as HTTP/2 does.
+    for request in RAW_GET:
+        data, _ = send_raw(default_server, request)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+        names = head_names(data)
+        assert b"content-type" in names and b"x-frame-options" in names, names
+        assert all(n == n.lower() for n in names), names
+    assert b"x-custom-header" in head_names(send_raw(default_server, RAW_GET[0])[0])
+
+
+def test_title_case_headers_option(serve, tmp_path):
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "a.txt").write_text("a\n")
+    server = serve("edge_headers:application", "--static", f"/s={static}",
+                   "--title-case-headers", "true")
+    for request in RAW_GET:
+        data, _ = send_raw(server, request)
+        assert data.startswith(b"HTTP/1.1 200 OK\r\n"), data
+        names = head_names(data)
+        for name in (b"Content-Type", b"Content-Length", b"Date", b"X-Frame-Options",
+                     b"X-Content-Type-Options", b"Referrer-Policy"):
+            assert name in names, (name, names)
+        assert all(n == n.title() for n in names), names
+    assert b"X-Custom-Header" in head_names(send_raw(server, RAW_GET[0])[0])
+    # HTTP/2 names are lowercase whatever the option says (RFC 9113).
+    with httpx.Client(http1=False, http2=True, timeout=30) as client:
+        r = client.get(server.url + "/")
+    assert r.http_version == "HTTP/2" and r.status_code == 200
+    assert all(k == k.lower() for k, _ in r.headers.raw), r.headers.raw
 
 
 def test_configured_headers_replace_remove_and_add(serve):

@@ -331,6 +331,8 @@ pub struct EdgeConfig {
     pub forwarded_allow_ips: Vec<IpNet>,
     /// Set X-Real-IP / X-Forwarded-* for the app (nginx's proxy_set_header lines).
     pub proxy_headers: bool,
+    /// Send HTTP/1 response header names in Title-Case rather than lowercase.
+    pub title_case_headers: bool,
     pub access_log: Option<AccessLogConfig>,
     pub compression: Option<CompressionConfig>,
 }
@@ -356,6 +358,7 @@ pub(crate) struct EdgeInput {
     pub(crate) body_timeout: Option<Duration>,
     pub(crate) keepalive_timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) title_case_headers: Option<bool>,
     pub(crate) forwarded_allow_ips: Option<Vec<String>>,
     pub(crate) proxy_headers: Option<bool>,
     pub(crate) access_log: Option<String>,
@@ -511,6 +514,7 @@ impl Merged {
             limits,
             forwarded_allow_ips,
             proxy_headers: required(raw.proxy_headers, "proxy-headers")?,
+            title_case_headers: required(raw.title_case_headers, "title-case-headers")?,
             access_log,
             compression,
         })

@@ -59,8 +59,26 @@ fn edge_defaults_follow_nginx() {
     assert_eq!(edge.limits.keepalive_timeout, Duration::from_secs(75));
     assert!(edge.forwarded_allow_ips.is_empty());
     assert!(!edge.proxy_headers);
+    assert!(!edge.title_case_headers);
     assert_eq!(edge.access_log, None);
     assert_eq!(edge.compression, None);
+}
+
+#[test]
+fn title_case_headers_from_every_source() {
+    let file = load_text("title-case-headers = true", &[], &[]).expect("file");
+    assert!(file.edge.title_case_headers);
+    let env = load_text("", &[("FLASKHOST_TITLE_CASE_HEADERS", "1")], &[]).expect("env");
+    assert!(env.edge.title_case_headers);
+    let cli = load_text(
+        "title-case-headers = true",
+        &[],
+        &[("title-case-headers", "false")],
+    )
+    .expect("cli");
+    assert!(!cli.edge.title_case_headers);
+    let err = load_text("title-case-headers = \"maybe\"", &[], &[]).expect_err("not a bool");
+    assert!(err.contains("title-case-headers"), "{err}");
 }
 
 #[test]

@@ -634,6 +634,19 @@ define_options! {
         serde: (deserialize_with = "crate::de::count::deserialize"),
     }
 
+    /// Send HTTP/1 response header names in Title-Case (`Content-Type`), as nginx does,
+    /// instead of lowercase (`content-type`). Header names are case-insensitive (RFC 9110)
+    /// and HTTP/2 always sends them lowercase; turn this on only for an HTTP/1 client that
+    /// wrongly compares them case-sensitively. Costs a little CPU per response.
+    title_case_headers: bool {
+        key: "title-case-headers",
+        default: Value("false"),
+        example: "title-case-headers = true",
+        equivalent: "Envoy `header_key_format: proper_case_words`",
+        env: Single,
+        serde: (deserialize_with = "crate::de::flag::deserialize"),
+    }
+
     /// Peers trusted to say who the client is: IP addresses or CIDR ranges (`10.0.0.0/8`),
     /// or `*` for any. From these peers only, `X-Forwarded-For`, `X-Forwarded-Proto`,
     /// `X-Forwarded-Host` and `Forwarded` set the client address, scheme and host the app

@@ -391,6 +391,7 @@ fn every_options_field_is_in_the_table() {
         body_timeout: Some(Duration::ZERO),
         keepalive_timeout: Some(Duration::ZERO),
         max_connections: Some(0),
+        title_case_headers: Some(false),
         forwarded_allow_ips: Some(Vec::new()),
         proxy_headers: Some(false),
         access_log: Some(String::new()),

@@ -14,8 +14,12 @@ use http_body_util::BodyExt;
 
 use crate::rescue::rescue;
 
-/// What the front knows about a connection, attached to each of its requests.
-#[derive(Debug, Clone, Copy)]
+/// What the front knows about a connection, given to each of its requests. The default is a
+/// Unix socket's (no client address, port 0, no TLS).
+///
+/// hyper's requests get it as an argument; a request given to [`crate::EdgeService`] as a
+/// tower `Service` may carry it as an extension (tests do), else the default applies.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ConnInfo {
     /// The client; `None` over a Unix socket.
     pub remote: Option<SocketAddr>,
@@ -54,21 +58,13 @@ pub(crate) struct AppState {
     pub(crate) script_name: String,
 }
 
-pub(crate) async fn handle<B>(state: &AppState, req: http::Request<B>) -> Response
+/// `conn`: the connection as the app sees it (after trusted proxies).
+pub(crate) async fn handle<B>(state: &AppState, req: http::Request<B>, conn: ConnInfo) -> Response
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
     let (parts, body) = req.into_parts();
-    let conn = parts
-        .extensions
-        .get::<ConnInfo>()
-        .copied()
-        .unwrap_or(ConnInfo {
-            remote: None,
-            local_port: 0,
-            https: false,
-        });
     let (host, host_from_uri) = match parts
         .headers
         .get(header::HOST)
@@ -94,7 +90,16 @@ where
         local_port: conn.local_port,
         remote: conn.remote,
     };
-    let body: RequestBody = body.map_err(Into::into).boxed_unsync();
+    // A request known to have no body (a GET's) gets an empty one that is zero-sized, so
+    // boxing it allocates nothing.
+    let body: RequestBody = if body.is_end_stream() {
+        drop(body);
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed_unsync()
+    } else {
+        body.map_err(Into::into).boxed_unsync()
+    };
     match state.upstream.dispatch(&meta, &parts.headers, body).await {
         Ok(resp) => resp.map(Body::new),
         Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()),

@@ -50,18 +50,9 @@ impl TrustedProxies {
         self.nets.iter().any(|n| n.contains(ip))
     }
 
-    /// Rewrites the request's [`ConnInfo`] and forwarding headers. Returns the resolved
-    /// connection info.
-    pub(crate) fn resolve(&self, req: &mut Request) -> ConnInfo {
-        let conn = req
-            .extensions()
-            .get::<ConnInfo>()
-            .copied()
-            .unwrap_or(ConnInfo {
-                remote: None,
-                local_port: 0,
-                https: false,
-            });
+    /// Rewrites the request's forwarding headers. Returns the connection info `conn` (the
+    /// peer's) as the app is to see it.
+    pub(crate) fn resolve(&self, req: &mut Request, conn: ConnInfo) -> ConnInfo {
         let peer = conn.remote.map(|a| a.ip());
         let trusted = match peer {
             Some(ip) => self.trusts(ip),
@@ -87,7 +78,6 @@ impl TrustedProxies {
             }
         }
         if !self.set_headers {
-            req.extensions_mut().insert(info);
             return info;
         }
         let headers = req.headers_mut();
@@ -132,7 +122,6 @@ impl TrustedProxies {
             X_FORWARDED_PROTO.clone(),
             HeaderValue::from_static(if info.https { "https" } else { "http" }),
         );
-        req.extensions_mut().insert(info);
         info
     }
 }
@@ -252,12 +241,12 @@ mod tests {
                 HeaderValue::from_str(v).expect("value"),
             );
         }
-        req.extensions_mut().insert(ConnInfo {
+        let conn = ConnInfo {
             remote: Some(peer.parse().expect("peer")),
             local_port: 80,
             https: false,
-        });
-        let info = proxies.resolve(&mut req);
+        };
+        let info = proxies.resolve(&mut req, conn);
         (info, req.headers().clone())
     }
 

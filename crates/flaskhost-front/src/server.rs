@@ -19,6 +19,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{CompressionConfig, EdgeConfig};
 use http::{HeaderValue, StatusCode, header};
+use http_body::Body as _;
 use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -63,6 +64,9 @@ pub struct Edge {
     pub compression: Option<CompressionConfig>,
     pub limits: ConnLimits,
     pub max_connections: usize,
+    /// HTTP/1 response header names in Title-Case (`title-case-headers`); lowercase when
+    /// false, as HTTP/2 always sends them.
+    pub title_case_headers: bool,
     /// Where every response is counted (`--metrics`); `None` records nothing.
     pub metrics: Option<Arc<FrontMetrics>>,
 }
@@ -79,6 +83,7 @@ impl Default for Edge {
             compression: None,
             limits: ConnLimits::default(),
             max_connections: 1024,
+            title_case_headers: false,
             metrics: None,
         }
     }
@@ -139,6 +144,7 @@ impl Edge {
                 keepalive_timeout: l.keepalive_timeout,
             },
             max_connections: l.max_connections,
+            title_case_headers: cfg.title_case_headers,
             metrics: None,
         })
     }
@@ -242,9 +248,21 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// The connection info and the guard's verdict are read from the request's extensions
+    /// (absent: a Unix socket's connection, no refusal); hyper's path passes them directly.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let steps = self.0.clone();
-        Box::pin(async move { Ok(steps.handle(req.map(Body::new)).await) })
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .copied()
+            .unwrap_or_default();
+        let verdict = req
+            .extensions()
+            .get::<Verdict>()
+            .copied()
+            .unwrap_or(Verdict::Ok);
+        Box::pin(async move { Ok(steps.handle(req.map(Body::new), conn, verdict).await) })
     }
 }
 
@@ -267,19 +285,20 @@ enum Inner {
 }
 
 impl EdgeSteps {
-    async fn handle(&self, mut req: Request) -> Response {
+    /// `conn`: the connection the request came on; `verdict`: the guard's on its head.
+    async fn handle(&self, mut req: Request, conn: ConnInfo, verdict: Verdict) -> Response {
         // 1. Who the client is and which scheme it used, which the log, the headers and the app
         //    all need.
-        let info = self.proxies.resolve(&mut req);
+        let info = self.proxies.resolve(&mut req, conn);
         // 2. The access log sees the final status and every body byte, so it takes the
         //    response last, after every step that changes it.
         let entry = self.access_log.as_ref().map(|_| Entry::of(&req, info));
         // 3. A request the connection guard refused (ambiguous framing, head too large) is
         //    answered here, before static files or the app can see it.
-        let mut resp = match refusal(&req) {
+        let mut resp = match refusal(&req, verdict) {
             Some(resp) => resp,
             None => match &self.inner {
-                Inner::Routes { statics, app } => route(statics.as_ref(), app, req).await,
+                Inner::Routes { statics, app } => route(statics.as_ref(), app, req, info).await,
                 Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
             },
         };
@@ -292,14 +311,19 @@ impl EdgeSteps {
     }
 }
 
-async fn route(statics: Option<&Arc<StaticFiles>>, app: &AppRoute, req: Request) -> Response {
+async fn route(
+    statics: Option<&Arc<StaticFiles>>,
+    app: &AppRoute,
+    req: Request,
+    info: ConnInfo,
+) -> Response {
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
         let resp = statics.serve(hit, req.method(), req.headers(), false).await;
         return RouteKind::Static.tag(resp);
     }
-    app.call(req).await
+    app.call(req, info).await
 }
 
 /// The app: compression → body limit → the pool. The tower-http layers are built around the
@@ -313,9 +337,9 @@ struct AppRoute {
 }
 
 impl AppRoute {
-    async fn call(&self, req: Request) -> Response {
+    async fn call(&self, req: Request, info: ConnInfo) -> Response {
         let pool = tower::service_fn(|req: http::Request<Limited<Body>>| async move {
-            Ok::<_, Infallible>(self.dispatch(req).await)
+            Ok::<_, Infallible>(self.dispatch(req, info).await)
         });
         // A declared Content-Length over the limit is refused with 413 before the app runs;
         // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
@@ -337,29 +361,29 @@ impl AppRoute {
     }
 
     /// The pool, timed for the access log when it is on.
-    async fn dispatch(&self, req: http::Request<Limited<Body>>) -> Response {
+    async fn dispatch(&self, req: http::Request<Limited<Body>>, info: ConnInfo) -> Response {
         if !self.timed {
-            return app::handle(&self.state, req).await;
+            return app::handle(&self.state, req, info).await;
         }
         let start = Instant::now();
-        let mut resp = app::handle(&self.state, req).await;
+        let mut resp = app::handle(&self.state, req, info).await;
         resp.extensions_mut().insert(AppTime(start.elapsed()));
         resp
     }
 }
 
 /// The answer to a request the connection guard refused, if it did.
-fn refusal(req: &Request) -> Option<Response> {
-    match req.extensions().get::<Verdict>() {
-        Some(Verdict::Reject(status, why)) => {
+fn refusal(req: &Request, verdict: Verdict) -> Option<Response> {
+    match verdict {
+        Verdict::Reject(status, why) => {
             tracing::info!(method = %req.method(), path = %req.uri().path(), status = status.as_u16(), "request refused: {why}");
-            let mut resp = plain_error(*status, Some(why));
+            let mut resp = plain_error(status, Some(why));
             // The bytes after this head cannot be trusted to be a next request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             Some(RouteKind::Refused.tag(resp))
         }
-        _ => None,
+        Verdict::Ok => None,
     }
 }
 
@@ -450,7 +474,7 @@ pub async fn serve_edge(
     shutdown: impl Future<Output = Duration>,
 ) -> bool {
     let limits = Arc::new(edge.limits.clone());
-    let builder = Arc::new(http_builder(&edge.limits));
+    let builder = Arc::new(http_builder(&edge.limits, edge.title_case_headers));
     // Shared with the accept loops, which hand each connection its own watcher; they are
     // finished before the shutdown, so the Arc is unique again by then.
     let graceful = Arc::new(GracefulShutdown::new());
@@ -565,7 +589,7 @@ pub async fn serve_edge(
 
 /// hyper's settings. The head limits here are only a backstop: the guard refuses a head
 /// over the configured limits first, with a precise status.
-fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
+fn http_builder(limits: &ConnLimits, title_case_headers: bool) -> auto::Builder<TokioExecutor> {
     /// hyper's default read buffer: 8 KiB plus 100 × 4 KiB.
     const HYPER_DEFAULT_BUF: usize = 8192 + 4096 * 100;
     /// hyper's header count limit when none is set.
@@ -580,9 +604,10 @@ fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
         // The guard times request heads (and idle connections) itself; hyper's timer would
         // also run while a kept-alive connection waits, closing it after the header timeout.
         .header_read_timeout(None)
-        // HTTP/1 header names are case-insensitive, but people and some clients read them
-        // as written: send `Content-Type` like nginx does, not `content-type`.
-        .title_case_headers(true)
+        // Header names are case-insensitive (RFC 9110), so they go out lowercase as HTTP/2
+        // sends them (Envoy, granian and uvicorn do the same); hyper's Title-Case writer
+        // costs ~3k instructions per response, so it is only for clients that need it.
+        .title_case_headers(title_case_headers)
         .max_buf_size(HYPER_DEFAULT_BUF.max(head.saturating_add(16 * 1024)))
         .keep_alive(!limits.keepalive_timeout.is_zero());
     // hyper's own limit is 100 headers, on the stack; set explicitly, it fills a heap array of
@@ -664,7 +689,7 @@ impl ConnCtx {
         let router = self.router.clone();
         let metrics = self.metrics.clone();
         let svc =
-            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
                 // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
                 let verdict = if req.version() == http::Version::HTTP_2 {
@@ -672,12 +697,17 @@ impl ConnCtx {
                 } else {
                     state.next_verdict()
                 };
-                req.extensions_mut().insert(info);
-                req.extensions_mut().insert(verdict);
                 let in_flight = InFlight::start(state.clone());
                 let steps = router.0.clone();
                 async move {
-                    let resp = steps.handle(req.map(Body::new)).await;
+                    // A request known to have no body (a GET's) needs no boxed `Incoming`:
+                    // `Body::empty` is zero-sized, so it allocates nothing.
+                    let req = if req.body().is_end_stream() {
+                        req.map(|_| Body::empty())
+                    } else {
+                        req.map(Body::new)
+                    };
+                    let resp = steps.handle(req, info, verdict).await;
                     let finished = start.map(|(metrics, start)| Finished {
                         metrics,
                         start,

@@ -138,6 +138,8 @@ pub struct ServeArgs {
     pub keepalive_timeout: Option<String>,
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
+    #[arg(long, value_name = "BOOL")]
+    pub title_case_headers: Option<String>,
     #[arg(long, value_name = "CIDR,...")]
     pub forwarded_allow_ips: Vec<String>,
     #[arg(long, value_name = "BOOL")]
@@ -209,7 +211,7 @@ impl ServeArgs {
 impl ServeArgs {
     /// The edge's flags, appended to `pairs`.
     fn edge_pairs(&self, v: &mut Vec<(&'static str, String)>) {
-        let single: [(&'static str, &Option<String>); 20] = [
+        let single: [(&'static str, &Option<String>); 21] = [
             ("tls", &self.tls),
             ("tls-min-version", &self.tls_min_version),
             ("static-cache-size", &self.static_cache_size),
@@ -224,6 +226,7 @@ impl ServeArgs {
             ("body-timeout", &self.body_timeout),
             ("keepalive-timeout", &self.keepalive_timeout),
             ("max-connections", &self.max_connections),
+            ("title-case-headers", &self.title_case_headers),
             ("proxy-headers", &self.proxy_headers),
             ("access-log", &self.access_log),
             ("access-log-format", &self.access_log_format),
