@@ -228,6 +228,27 @@ def test_answers_from_memory_follow_the_disk(server, site):
     assert server.get("/static/fresh/%61.txt").status_code == 404
 
 
+def test_a_replaced_large_file_is_served_fresh(server, site):
+    """Large files (sent with sendfile) are re-opened by their resolved path on a repeat
+    request; a new version, in place or renamed over, is seen at once."""
+    path = site["static"] / "large-changing.bin"
+    v1, v2, v3 = (bytes([n]) * (600 * 1024) for n in (1, 2, 3))
+    path.write_bytes(v1)
+    for _ in range(2):
+        assert hashlib.sha256(server.get("/static/large-changing.bin").content).digest() == \
+            hashlib.sha256(v1).digest()
+    st = os.stat(path)
+    path.write_bytes(v2)  # in place, same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    for _ in range(2):
+        assert server.get("/static/large-changing.bin").content == v2
+    tmp = site["static"] / "large-changing.tmp"
+    tmp.write_bytes(v3)
+    os.rename(tmp, path)  # renamed over: a new inode
+    for _ in range(2):
+        assert server.get("/static/large-changing.bin").content == v3
+
+
 @pytest.mark.parametrize("http2", [False, True], ids=["http1-sendfile", "http2-read"])
 def test_a_file_cut_short_while_sent_ends_that_response_only(server, site, http2):
     """A large file is sent from the page cache (sendfile on plain HTTP/1, reads otherwise);

@@ -26,6 +26,9 @@ pub struct ConnInfo {
     /// The port the connection arrived on (0 for Unix sockets).
     pub local_port: u16,
     pub https: bool,
+    /// The connection's writer sends mapped file bodies with `sendfile` (plain TCP; see
+    /// `zerocopy.rs`). Set by the connection, whatever the caller put here.
+    pub sendfile: bool,
 }
 
 /// The answer to one dispatch: the app's response, or why there is none.

@@ -245,6 +245,7 @@ mod tests {
             remote: Some(peer.parse().expect("peer")),
             local_port: 80,
             https: false,
+            sendfile: false,
         };
         let info = proxies.resolve(&mut req, conn);
         (info, req.headers().clone())

@@ -42,6 +42,7 @@ use crate::listen::Listener;
 use crate::metrics::{FrontMetrics, RouteKind};
 use crate::static_files::{StaticError, StaticFiles};
 use crate::tls::{Tls, TlsError};
+use crate::zerocopy::SendFile;
 
 /// What the front needs from the configuration.
 #[derive(Debug, Clone)]
@@ -320,7 +321,11 @@ async fn route(
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
-        let resp = statics.serve(hit, req.method(), req.headers(), false).await;
+        // HTTP/2 frames body bytes itself (it would read a mapping); HTTP/1 hands them on.
+        let zero_copy = info.sendfile && req.version() <= http::Version::HTTP_11;
+        let resp = statics
+            .serve(hit, req.method(), req.headers(), zero_copy)
+            .await;
         return RouteKind::Static.tag(resp);
     }
     app.call(req, info).await
@@ -528,6 +533,7 @@ pub async fn serve_edge(
                             remote: Some(peer),
                             local_port: port,
                             https: tls.is_some(),
+                            sendfile: false,
                         };
                         let (ctx, watcher, tls) = (ctx.clone(), graceful.watcher(), tls.clone());
                         tokio::spawn(async move {
@@ -563,6 +569,7 @@ pub async fn serve_edge(
                             remote: None,
                             local_port: 0,
                             https: false,
+                            sendfile: false,
                         };
                         let (ctx, watcher) = (ctx.clone(), graceful.watcher());
                         tokio::spawn(
@@ -680,45 +687,46 @@ impl ConnCtx {
         watcher: Watcher,
         permit: OwnedSemaphorePermit,
     ) where
-        S: AsyncRead + AsyncWrite + crate::zerocopy::SendFile + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
         // Held until the connection ends: it is one of `max-connections`.
         let _permit = permit;
+        let info = ConnInfo {
+            sendfile: S::CAPABLE,
+            ..info
+        };
         let state = ConnState::new();
         let io = TokioIo::new(Guarded::new(stream, state.clone(), self.limits.clone()));
         let router = self.router.clone();
         let metrics = self.metrics.clone();
-        let svc =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
-                // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
-                let verdict = if req.version() == http::Version::HTTP_2 {
-                    Verdict::Ok
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
+            // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
+            let verdict = if req.version() == http::Version::HTTP_2 {
+                Verdict::Ok
+            } else {
+                state.next_verdict()
+            };
+            let in_flight = InFlight::start(state.clone());
+            let steps = router.0.clone();
+            async move {
+                // A request known to have no body (a GET's) needs no boxed `Incoming`:
+                // `Body::empty` is zero-sized, so it allocates nothing.
+                let req = if req.body().is_end_stream() {
+                    req.map(|_| Body::empty())
                 } else {
-                    state.next_verdict()
+                    req.map(Body::new)
                 };
-                let in_flight = InFlight::start(state.clone());
-                let steps = router.0.clone();
-                async move {
-                    // A request known to have no body (a GET's) needs no boxed `Incoming`:
-                    // `Body::empty` is zero-sized, so it allocates nothing.
-                    let req = if req.body().is_end_stream() {
-                        req.map(|_| Body::empty())
-                    } else {
-                        req.map(Body::new)
-                    };
-                    let resp = steps.handle(req, info, verdict).await;
-                    let finished = start.map(|(metrics, start)| Finished {
-                        metrics,
-                        start,
-                        kind: RouteKind::of(&resp),
-                        status: resp.status(),
-                    });
-                    Ok::<_, Infallible>(
-                        resp.map(|body| TrackedBody::new(body, in_flight, finished)),
-                    )
-                }
-            });
+                let resp = steps.handle(req, info, verdict).await;
+                let finished = start.map(|(metrics, start)| Finished {
+                    metrics,
+                    start,
+                    kind: RouteKind::of(&resp),
+                    status: resp.status(),
+                });
+                Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight, finished)))
+            }
+        });
         let conn = self.builder.serve_connection(io, svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {
             // hyper answers a head it cannot parse itself (400, or 431/414 past its own

@@ -74,8 +74,8 @@ struct Mount {
     cfg: StaticMount,
     /// `Cache-Control` built once from `expires` and `cache-control`.
     cache_control: Option<HeaderValue>,
-    /// Small files answered from memory without leaving the runtime thread, keyed by the raw
-    /// URL remainder, then by the encodings the client accepts (see [`Fresh`]).
+    /// Files answered without leaving the runtime thread, keyed by the raw URL remainder,
+    /// then by the encodings the client accepts (see [`Fresh`]).
     fresh: Mutex<FreshMap>,
 }
 
@@ -90,11 +90,12 @@ pub struct StaticFiles {
     max_cached_file: u64,
 }
 
-/// What a small file's last full lookup (path checks, resolution, symlink policy, sibling
-/// choice, read) found for one URL, and the stamps of the requested path and each candidate
+/// What a file's last full lookup (path checks, resolution, symlink policy, sibling choice,
+/// read) found for one URL, and the stamps of the requested path and each candidate
 /// sibling at that moment. A request for the same URL, accepting the same encodings, whose
 /// own `stat`s of the same paths give the same stamps gets the same answer: the common case
-/// costs one `statx` per candidate, no allocation and no blocking-pool hop, while any change
+/// costs one `statx` per candidate (and an `open` for a large file), no allocation and no
+/// blocking-pool hop, while any change
 /// on disk (content, a sibling appearing, a symlink retargeted) falls back to the full lookup.
 /// The URL's path checks are a function of the URL and the mount alone, so they hold too.
 #[derive(Debug)]
@@ -103,7 +104,22 @@ struct Fresh {
     paths: Box<[PathBuf]>,
     stamps: Box<[Option<Stamp>]>,
     facts: Facts,
-    bytes: Bytes,
+    content: Kept,
+}
+
+/// What a fresh answer sends: bytes kept in memory, or a large file opened again by its
+/// resolved path (no path checks, no blocking-pool hop) and checked to be the same file.
+#[derive(Debug)]
+enum Kept {
+    Memory(Bytes),
+    Disk(PathBuf),
+}
+
+/// `path` opened, if it is still the regular file with `stamp` (else the full lookup runs).
+fn open_same(path: &Path, stamp: Stamp) -> Option<std::fs::File> {
+    let f = std::fs::File::open(path).ok()?;
+    let meta = f.metadata().ok()?;
+    (meta.is_file() && Stamp::of(&meta) == stamp).then_some(f)
 }
 
 /// A file version's response headers, built once when it is looked up (on the blocking pool)
@@ -273,14 +289,13 @@ impl StaticFiles {
         };
         // The fast path: same URL, same stamps as the last full lookup, same answer.
         if let Some(fresh) = mount.fresh_hit(hit.rest, accepted) {
-            return self.build(
-                mount,
-                &fresh.facts,
-                Content::Memory(fresh.bytes.clone()),
-                method,
-                headers,
-                zero_copy,
-            );
+            let content = match &fresh.content {
+                Kept::Memory(bytes) => Some(Content::Memory(bytes.clone())),
+                Kept::Disk(path) => open_same(path, fresh.facts.stamp).map(Content::File),
+            };
+            if let Some(content) = content {
+                return self.build(mount, &fresh.facts, content, method, headers, zero_copy);
+            }
         }
         let (file, root) = match &mount.target {
             Target::File(path) => (path.clone(), None),
@@ -348,6 +363,7 @@ impl StaticFiles {
         Ok(Opened {
             facts: Facts::of(&real, encoding, stamp, len),
             content,
+            path,
         })
     }
 
@@ -524,6 +540,8 @@ enum Content {
 struct Opened {
     facts: Facts,
     content: Content,
+    /// The file that was opened (resolved; the sibling when one was chosen).
+    path: PathBuf,
 }
 
 #[derive(Debug)]
@@ -607,7 +625,7 @@ impl Mount {
         same.then_some(fresh)
     }
 
-    /// Records a full lookup that ended in memory, with the stamps taken before it.
+    /// Records a full lookup that found a file, with the stamps taken before it.
     fn remember(
         &self,
         rest: Box<str>,
@@ -616,8 +634,9 @@ impl Mount {
         stamps: Box<[Option<Stamp>]>,
         o: &Opened,
     ) {
-        let Content::Memory(bytes) = &o.content else {
-            return;
+        let content = match &o.content {
+            Content::Memory(bytes) => Kept::Memory(bytes.clone()),
+            Content::File(_) => Kept::Disk(o.path.clone()),
         };
         // A file that is not there never has a fresh entry: its lookup gives the error.
         // Stamps taken before the lookup that no longer describe what was read would only
@@ -632,7 +651,7 @@ impl Mount {
             paths,
             stamps,
             facts: o.facts.clone(),
-            bytes: bytes.clone(),
+            content,
         });
         let mut map = self.fresh_lock();
         if map.len() >= FRESH_MAX {

@@ -95,6 +95,7 @@ async fn request_meta_reaches_the_upstream() {
         remote: Some("10.0.0.1:999".parse().unwrap()),
         local_port: 80,
         https: true,
+        sendfile: false,
     });
     let resp = router.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
