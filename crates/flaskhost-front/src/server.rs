@@ -23,7 +23,6 @@ use http_body::Body as _;
 use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,6 +35,7 @@ use crate::access_log::{AccessLog, AppTime, Entry};
 use crate::app::{self, AppState, ConnInfo, Upstream};
 use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
+use crate::drain::{Drain, DrainWatcher};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{HeaderError, ResponseHeaders};
 use crate::listen::Listener;
@@ -475,9 +475,8 @@ pub async fn serve_edge(
 ) -> bool {
     let limits = Arc::new(edge.limits.clone());
     let builder = Arc::new(http_builder(&edge.limits, edge.title_case_headers));
-    // Shared with the accept loops, which hand each connection its own watcher; they are
-    // finished before the shutdown, so the Arc is unique again by then.
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Shared with the accept loops, which hand each connection its own watcher.
+    let graceful = Arc::new(Drain::default());
     let slots = Arc::new(Semaphore::new(
         edge.max_connections.min(Semaphore::MAX_PERMITS),
     ));
@@ -581,8 +580,7 @@ pub async fn serve_edge(
     for p in keep {
         let _ = std::fs::remove_file(p);
     }
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    tokio::time::timeout(grace, graceful.shutdown())
+    tokio::time::timeout(grace, graceful.finish())
         .await
         .is_ok()
 }
@@ -661,7 +659,7 @@ impl ConnCtx {
         peer: SocketAddr,
         tls: Tls,
         info: ConnInfo,
-        watcher: Watcher,
+        watcher: DrainWatcher,
         permit: OwnedSemaphorePermit,
     ) {
         // A handshake gets as long as a request head: a client that opens connections and
@@ -677,7 +675,7 @@ impl ConnCtx {
         &self,
         stream: S,
         info: ConnInfo,
-        watcher: Watcher,
+        watcher: DrainWatcher,
         permit: OwnedSemaphorePermit,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
