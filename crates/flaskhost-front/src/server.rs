@@ -249,7 +249,8 @@ where
     }
 
     /// The connection info and the guard's verdict are read from the request's extensions
-    /// (absent: a Unix socket's connection, no refusal); hyper's path passes them directly.
+    /// (absent: a Unix socket's connection, no refusal), and a response not from the app
+    /// carries its [`RouteKind`] as an extension; hyper's path passes all three directly.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let steps = self.0.clone();
         let conn = req
@@ -262,7 +263,10 @@ where
             .get::<Verdict>()
             .copied()
             .unwrap_or(Verdict::Ok);
-        Box::pin(async move { Ok(steps.handle(req.map(Body::new), conn, verdict).await) })
+        Box::pin(async move {
+            let (resp, kind) = steps.handle(req.map(Body::new), conn, verdict).await;
+            Ok(kind.tag(resp))
+        })
     }
 }
 
@@ -286,7 +290,13 @@ enum Inner {
 
 impl EdgeSteps {
     /// `conn`: the connection the request came on; `verdict`: the guard's on its head.
-    async fn handle(&self, mut req: Request, conn: ConnInfo, verdict: Verdict) -> Response {
+    /// Returns the response and which route gave it (for the metrics).
+    async fn handle(
+        &self,
+        mut req: Request,
+        conn: ConnInfo,
+        verdict: Verdict,
+    ) -> (Response, RouteKind) {
         // 1. Who the client is and which scheme it used, which the log, the headers and the app
         //    all need.
         let info = self.proxies.resolve(&mut req, conn);
@@ -295,19 +305,20 @@ impl EdgeSteps {
         let entry = self.access_log.as_ref().map(|_| Entry::of(&req, info));
         // 3. A request the connection guard refused (ambiguous framing, head too large) is
         //    answered here, before static files or the app can see it.
-        let mut resp = match refusal(&req, verdict) {
-            Some(resp) => resp,
+        let (mut resp, kind) = match refusal(&req, verdict) {
+            Some(resp) => (resp, RouteKind::Refused),
             None => match &self.inner {
                 Inner::Routes { statics, app } => route(statics.as_ref(), app, req, info).await,
-                Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
+                Inner::Redirect(port) => (redirect_to_https(*port, &req), RouteKind::Redirect),
             },
         };
         // 4. Security headers on everything, errors included (nginx `always`).
         self.headers.apply(resp.headers_mut(), info.https);
-        match (&self.access_log, entry) {
+        let resp = match (&self.access_log, entry) {
             (Some(log), Some(entry)) => log.track(entry, resp),
             _ => resp,
-        }
+        };
+        (resp, kind)
     }
 }
 
@@ -316,14 +327,14 @@ async fn route(
     app: &AppRoute,
     req: Request,
     info: ConnInfo,
-) -> Response {
+) -> (Response, RouteKind) {
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
         let resp = statics.serve(hit, req.method(), req.headers()).await;
-        return RouteKind::Static.tag(resp);
+        return (resp, RouteKind::Static);
     }
-    app.call(req, info).await
+    (app.call(req, info).await, RouteKind::App)
 }
 
 /// The app: compression → body limit → the pool. The tower-http layers are built around the
@@ -381,7 +392,7 @@ fn refusal(req: &Request, verdict: Verdict) -> Option<Response> {
             // The bytes after this head cannot be trusted to be a next request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Some(RouteKind::Refused.tag(resp))
+            Some(resp)
         }
         Verdict::Ok => None,
     }
@@ -705,11 +716,11 @@ impl ConnCtx {
                     } else {
                         req.map(Body::new)
                     };
-                    let resp = steps.handle(req, info, verdict).await;
+                    let (resp, kind) = steps.handle(req, info, verdict).await;
                     let finished = start.map(|(metrics, start)| Finished {
                         metrics,
                         start,
-                        kind: RouteKind::of(&resp),
+                        kind,
                         status: resp.status(),
                     });
                     Ok::<_, Infallible>(
