@@ -11,6 +11,7 @@ mod access_log;
 mod app;
 mod compression;
 mod conn;
+mod drain;
 mod forwarded;
 mod headers;
 mod listen;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use flaskhost_telemetry::{Histogram, HistogramSnapshot};
 use http::StatusCode;
 
-/// Which route answered a request: a response extension ([`RouteKind::of`]).
+/// Which route answered a request. The edge's service hands it to hyper's side along with the
+/// response; through [`crate::EdgeService`] as a tower `Service`, a response not from the app
+/// carries it as an extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
     /// The app (through the pool), including the edge's answers on its behalf: 413, 503 when
@@ -35,16 +37,7 @@ impl RouteKind {
         RouteKind::Refused,
     ];
 
-    /// The kind of a response of the edge's routers. App responses carry no extension (the
-    /// default), so the app path pays nothing for the tag.
-    pub(crate) fn of<B>(resp: &http::Response<B>) -> RouteKind {
-        resp.extensions()
-            .get::<RouteKind>()
-            .copied()
-            .unwrap_or(RouteKind::App)
-    }
-
-    /// Tags a response that is not the app's.
+    /// Tags a response that is not the app's (app responses carry no extension).
     pub(crate) fn tag<B>(self, mut resp: http::Response<B>) -> http::Response<B> {
         if self != RouteKind::App {
             resp.extensions_mut().insert(self);

@@ -23,7 +23,6 @@ use http_body::Body as _;
 use http_body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -36,6 +35,7 @@ use crate::access_log::{AccessLog, AppTime, Entry};
 use crate::app::{self, AppState, ConnInfo, Upstream};
 use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
+use crate::drain::{Drain, DrainWatcher};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{HeaderError, ResponseHeaders};
 use crate::listen::Listener;
@@ -250,7 +250,8 @@ where
     }
 
     /// The connection info and the guard's verdict are read from the request's extensions
-    /// (absent: a Unix socket's connection, no refusal); hyper's path passes them directly.
+    /// (absent: a Unix socket's connection, no refusal), and a response not from the app
+    /// carries its [`RouteKind`] as an extension; hyper's path passes all three directly.
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let steps = self.0.clone();
         let conn = req
@@ -263,7 +264,10 @@ where
             .get::<Verdict>()
             .copied()
             .unwrap_or(Verdict::Ok);
-        Box::pin(async move { Ok(steps.handle(req.map(Body::new), conn, verdict).await) })
+        Box::pin(async move {
+            let (resp, kind) = steps.handle(req.map(Body::new), conn, verdict).await;
+            Ok(kind.tag(resp))
+        })
     }
 }
 
@@ -287,7 +291,13 @@ enum Inner {
 
 impl EdgeSteps {
     /// `conn`: the connection the request came on; `verdict`: the guard's on its head.
-    async fn handle(&self, mut req: Request, conn: ConnInfo, verdict: Verdict) -> Response {
+    /// Returns the response and which route gave it (for the metrics).
+    async fn handle(
+        &self,
+        mut req: Request,
+        conn: ConnInfo,
+        verdict: Verdict,
+    ) -> (Response, RouteKind) {
         // 1. Who the client is and which scheme it used, which the log, the headers and the app
         //    all need.
         let info = self.proxies.resolve(&mut req, conn);
@@ -296,19 +306,20 @@ impl EdgeSteps {
         let entry = self.access_log.as_ref().map(|_| Entry::of(&req, info));
         // 3. A request the connection guard refused (ambiguous framing, head too large) is
         //    answered here, before static files or the app can see it.
-        let mut resp = match refusal(&req, verdict) {
-            Some(resp) => resp,
+        let (mut resp, kind) = match refusal(&req, verdict) {
+            Some(resp) => (resp, RouteKind::Refused),
             None => match &self.inner {
                 Inner::Routes { statics, app } => route(statics.as_ref(), app, req, info).await,
-                Inner::Redirect(port) => RouteKind::Redirect.tag(redirect_to_https(*port, &req)),
+                Inner::Redirect(port) => (redirect_to_https(*port, &req), RouteKind::Redirect),
             },
         };
         // 4. Security headers on everything, errors included (nginx `always`).
         self.headers.apply(resp.headers_mut(), info.https);
-        match (&self.access_log, entry) {
+        let resp = match (&self.access_log, entry) {
             (Some(log), Some(entry)) => log.track(entry, resp),
             _ => resp,
-        }
+        };
+        (resp, kind)
     }
 }
 
@@ -317,7 +328,7 @@ async fn route(
     app: &AppRoute,
     req: Request,
     info: ConnInfo,
-) -> Response {
+) -> (Response, RouteKind) {
     if let Some(statics) = statics
         && let Some(hit) = statics.lookup(req.uri().path())
     {
@@ -326,9 +337,9 @@ async fn route(
         let resp = statics
             .serve(hit, req.method(), req.headers(), zero_copy)
             .await;
-        return RouteKind::Static.tag(resp);
+        return (resp, RouteKind::Static);
     }
-    app.call(req, info).await
+    (app.call(req, info).await, RouteKind::App)
 }
 
 /// The app: compression → body limit → the pool. The tower-http layers are built around the
@@ -386,7 +397,7 @@ fn refusal(req: &Request, verdict: Verdict) -> Option<Response> {
             // The bytes after this head cannot be trusted to be a next request.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Some(RouteKind::Refused.tag(resp))
+            Some(resp)
         }
         Verdict::Ok => None,
     }
@@ -480,9 +491,8 @@ pub async fn serve_edge(
 ) -> bool {
     let limits = Arc::new(edge.limits.clone());
     let builder = Arc::new(http_builder(&edge.limits, edge.title_case_headers));
-    // Shared with the accept loops, which hand each connection its own watcher; they are
-    // finished before the shutdown, so the Arc is unique again by then.
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Shared with the accept loops, which hand each connection its own watcher.
+    let graceful = Arc::new(Drain::default());
     let slots = Arc::new(Semaphore::new(
         edge.max_connections.min(Semaphore::MAX_PERMITS),
     ));
@@ -588,10 +598,7 @@ pub async fn serve_edge(
     for p in keep {
         let _ = std::fs::remove_file(p);
     }
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_ok()
+    tokio::time::timeout(grace, graceful.finish()).await.is_ok()
 }
 
 /// hyper's settings. The head limits here are only a backstop: the guard refuses a head
@@ -668,7 +675,7 @@ impl ConnCtx {
         peer: SocketAddr,
         tls: Tls,
         info: ConnInfo,
-        watcher: Watcher,
+        watcher: DrainWatcher,
         permit: OwnedSemaphorePermit,
     ) {
         // A handshake gets as long as a request head: a client that opens connections and
@@ -684,7 +691,7 @@ impl ConnCtx {
         &self,
         stream: S,
         info: ConnInfo,
-        watcher: Watcher,
+        watcher: DrainWatcher,
         permit: OwnedSemaphorePermit,
     ) where
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
@@ -717,11 +724,11 @@ impl ConnCtx {
                 } else {
                     req.map(Body::new)
                 };
-                let resp = steps.handle(req, info, verdict).await;
+                let (resp, kind) = steps.handle(req, info, verdict).await;
                 let finished = start.map(|(metrics, start)| Finished {
                     metrics,
                     start,
-                    kind: RouteKind::of(&resp),
+                    kind,
                     status: resp.status(),
                 });
                 Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight, finished)))
