@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::response::Response;
 use flaskhost_ipc::request::{RequestMeta, Version};
 use flaskhost_pool::{DispatchError, Pool, RequestBody, ResponseBody};
 use http::header;
@@ -61,8 +60,17 @@ pub(crate) struct AppState {
     pub(crate) script_name: String,
 }
 
+/// A response of the app route: the pool's body, or the edge's answer on the app's behalf
+/// ([`rescue`]). Not boxed here: the route boxes it once, around the body limit and
+/// compression layers' own wrappers.
+pub(crate) type AppBody = http_body_util::Either<ResponseBody, Body>;
+
 /// `conn`: the connection as the app sees it (after trusted proxies).
-pub(crate) async fn handle<B>(state: &AppState, req: http::Request<B>, conn: ConnInfo) -> Response
+pub(crate) async fn handle<B>(
+    state: &AppState,
+    req: http::Request<B>,
+    conn: ConnInfo,
+) -> http::Response<AppBody>
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
@@ -104,7 +112,7 @@ where
         body.map_err(Into::into).boxed_unsync()
     };
     match state.upstream.dispatch(&meta, &parts.headers, body).await {
-        Ok(resp) => resp.map(Body::new),
-        Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()),
+        Ok(resp) => resp.map(AppBody::Left),
+        Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()).map(AppBody::Right),
     }
 }

@@ -32,7 +32,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimit;
 
 use crate::access_log::{AccessLog, AppTime, Entry};
-use crate::app::{self, AppState, ConnInfo, Upstream};
+use crate::app::{self, AppBody, AppState, ConnInfo, Upstream};
 use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::drain::{Drain, DrainWatcher};
@@ -377,7 +377,11 @@ impl AppRoute {
     }
 
     /// The pool, timed for the access log when it is on.
-    async fn dispatch(&self, req: http::Request<Limited<Body>>, info: ConnInfo) -> Response {
+    async fn dispatch(
+        &self,
+        req: http::Request<Limited<Body>>,
+        info: ConnInfo,
+    ) -> http::Response<AppBody> {
         if !self.timed {
             return app::handle(&self.state, req, info).await;
         }
