@@ -13,6 +13,7 @@ mod compression;
 mod conn;
 mod forwarded;
 mod headers;
+mod idle;
 mod listen;
 mod metrics;
 pub mod rescue;

@@ -37,6 +37,7 @@ use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{HeaderError, ResponseHeaders};
+use crate::idle::Connections;
 use crate::listen::Listener;
 use crate::metrics::{FrontMetrics, RouteKind};
 use crate::static_files::{StaticError, StaticFiles};
@@ -458,6 +459,7 @@ pub async fn serve_edge(
         edge.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(Connections::default());
 
     // The https port the redirect points to: the first TLS listener's (port 0 in tests).
     let https_port = listeners
@@ -485,6 +487,7 @@ pub async fn serve_edge(
             limits: limits.clone(),
             router,
             metrics: edge.metrics.clone(),
+            connections: connections.clone(),
         };
         let (slots, mut stop, graceful) = (slots.clone(), stop_rx.clone(), graceful.clone());
         match l {
@@ -627,6 +630,8 @@ struct ConnCtx {
     limits: Arc<ConnLimits>,
     router: EdgeService,
     metrics: Option<Arc<FrontMetrics>>,
+    /// Every listener's open connections (freed memory is released when none is left).
+    connections: Arc<Connections>,
 }
 
 impl ConnCtx {
@@ -657,6 +662,8 @@ impl ConnCtx {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // Dropped last, once hyper's connection and its buffers are gone.
+        let _open = self.connections.open();
         // Held until the connection ends: it is one of `max-connections`.
         let _permit = permit;
         let state = ConnState::new();
