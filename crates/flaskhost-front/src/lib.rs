@@ -14,6 +14,7 @@ mod conn;
 mod drain;
 mod forwarded;
 mod headers;
+mod idle;
 mod listen;
 mod metrics;
 pub mod rescue;

@@ -38,6 +38,7 @@ use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::drain::{Drain, DrainWatcher};
 use crate::forwarded::TrustedProxies;
 use crate::headers::{HeaderError, ResponseHeaders};
+use crate::idle::Connections;
 use crate::listen::Listener;
 use crate::metrics::{FrontMetrics, RouteKind};
 use crate::static_files::{StaticError, StaticFiles};
@@ -501,6 +502,7 @@ pub async fn serve_edge(
         edge.max_connections.min(Semaphore::MAX_PERMITS),
     ));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(Connections::default());
 
     // The https port the redirect points to: the first TLS listener's (port 0 in tests).
     let https_port = listeners
@@ -528,6 +530,7 @@ pub async fn serve_edge(
             limits: limits.clone(),
             router,
             metrics: edge.metrics.clone(),
+            connections: connections.clone(),
         };
         let (slots, mut stop, graceful) = (slots.clone(), stop_rx.clone(), graceful.clone());
         match l {
@@ -670,6 +673,8 @@ struct ConnCtx {
     limits: Arc<ConnLimits>,
     router: EdgeService,
     metrics: Option<Arc<FrontMetrics>>,
+    /// Every listener's open connections (freed memory is released when none is left).
+    connections: Arc<Connections>,
 }
 
 impl ConnCtx {
@@ -700,6 +705,8 @@ impl ConnCtx {
     ) where
         S: AsyncRead + AsyncWrite + SendFile + Unpin + Send + 'static,
     {
+        // Dropped last, once hyper's connection and its buffers are gone.
+        let _open = self.connections.open();
         // Held until the connection ends: it is one of `max-connections`.
         let _permit = permit;
         let info = ConnInfo {

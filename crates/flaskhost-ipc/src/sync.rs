@@ -6,6 +6,11 @@ use std::os::unix::net::UnixStream;
 
 use crate::frame::{self, Kind};
 
+/// The read buffer's first size: a request head fits; a larger frame grows the buffer (once:
+/// it keeps its size). Small because it is zeroed: each page zeroed is a page the worker
+/// dirties for good (in the first slot's case, a heap page it shared with the fork server).
+const INITIAL_RBUF: usize = 8 * 1024;
+
 /// One end of a slot socket with its read and write buffers. Reads are buffered so that a
 /// head and its body, written by the peer in one go, cost one `read` here.
 pub struct FrameConn {
@@ -31,7 +36,7 @@ impl FrameConn {
     pub fn new(stream: UnixStream) -> Self {
         FrameConn {
             stream,
-            rbuf: vec![0; 64 * 1024],
+            rbuf: vec![0; INITIAL_RBUF],
             start: 0,
             end: 0,
             wbuf: Vec::with_capacity(16 * 1024),

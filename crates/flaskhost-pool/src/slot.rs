@@ -142,6 +142,14 @@ pub struct Frame {
     pub payload: Bytes,
 }
 
+/// A slot's read buffer, at first. Frames are split off its front and each read appends
+/// behind them, so every page of it ends up written: with four slots per worker that is
+/// 256 KiB of the main process's heap at 64 KiB each, for responses that are mostly a few
+/// hundred bytes. A frame larger than the buffer grows it to at least [`LARGE_RBUF`] free,
+/// so that one read still takes several frames of a large response.
+const SMALL_RBUF: usize = 8 * 1024;
+const LARGE_RBUF: usize = 64 * 1024;
+
 pub struct Slot {
     pub worker: Arc<WorkerInfo>,
     stream: UnixStream,
@@ -154,7 +162,7 @@ impl Slot {
         Slot {
             worker,
             stream,
-            rbuf: BytesMut::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(SMALL_RBUF),
             wbuf: Vec::with_capacity(8 * 1024),
         }
     }
@@ -172,9 +180,11 @@ impl Slot {
                     let payload = f.split_off(frame::HEADER_LEN).freeze();
                     return Ok(Frame { kind, payload });
                 }
-                self.rbuf.reserve(total - self.rbuf.len());
+                self.rbuf.reserve((total - self.rbuf.len()).max(LARGE_RBUF));
             } else if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(64 * 1024);
+                // Takes the consumed front back when no frame still uses it, else a new
+                // buffer of the first size.
+                self.rbuf.reserve(4096);
             }
             let n = self.stream.read_buf(&mut self.rbuf).await?;
             if n == 0 {

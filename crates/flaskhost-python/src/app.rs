@@ -82,10 +82,14 @@ pub fn load(target: &AppTarget) -> Result<App, LoadError> {
 }
 
 impl App {
-    /// Runs once in the fork server after the import: a full collection, then `gc.freeze()`,
-    /// so that forked workers share the app's pages instead of copying them.
+    /// Runs once in the fork server after the import: the slots' own Python objects made
+    /// ([`crate::serve::prepare_for_fork`]), a full collection, then `gc.freeze()`, so that
+    /// forked workers share the app's pages instead of copying them.
     pub fn prepare_for_fork(&self) {
         Python::attach(|py| {
+            if let Err(e) = crate::serve::prepare_for_fork(py) {
+                tracing::warn!("preparing the WSGI objects before forking failed: {e}");
+            }
             if let Err(e) = self.boot.bind(py).call_method0("after_load") {
                 tracing::warn!("gc.freeze() before forking failed: {e}");
             }

@@ -58,6 +58,24 @@ pub fn serve_slots(app: &App, slots: Vec<UnixStream>, opts: SlotOptions) -> io::
     result
 }
 
+/// Creates, in the fork server, what every worker would otherwise create for itself when its
+/// slots start: the WSGI classes (pyo3 makes a class on its first use) and the environ's
+/// interned keys. Made before `gc.freeze()`, they are shared by all workers instead of being
+/// allocated in, and written to, pages that each worker then copies.
+pub(crate) fn prepare_for_fork(py: Python<'_>) -> PyResult<()> {
+    py.get_type::<Input>();
+    py.get_type::<StartResponse>();
+    // Also makes the `wsgi.file_wrapper` class.
+    EnvironBuilder::new(
+        py,
+        SlotOptions {
+            multithread: false,
+            multiprocess: false,
+        },
+    )?;
+    Ok(())
+}
+
 /// Keys and values every request uses, created once per slot.
 struct Keys {
     request_method: Py<PyString>,
