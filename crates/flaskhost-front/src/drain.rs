@@ -154,8 +154,8 @@ mod tests {
             tokio::time::sleep(delay).await;
             Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(b"ok"))))
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(server), svc);
+        let conn =
+            hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(server), svc);
         (client, conn)
     }
 
@@ -238,7 +238,10 @@ mod tests {
             .await
             .expect("write");
         let answer = read_to_close(&mut client).await;
-        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 200"),
+            "{answer}"
+        );
         task.await.expect("task").expect("clean end");
         tokio::time::timeout(Duration::from_secs(5), finish)
             .await

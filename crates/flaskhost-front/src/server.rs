@@ -21,13 +21,13 @@ use flaskhost_config::{CompressionConfig, EdgeConfig};
 use http::{HeaderValue, StatusCode, header};
 use http_body::Body as _;
 use http_body::Frame;
+use http_body_util::Limited;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service, ServiceExt};
-use http_body_util::Limited;
 use tower_http::compression::CompressionLayer;
 
 use crate::access_log::{AccessLog, Entry};
@@ -262,9 +262,11 @@ where
             .get::<Verdict>()
             .copied()
             .unwrap_or(Verdict::Ok);
-        Box::pin(steps.handle(req.map(Body::new), conn, verdict, |resp, kind| {
-            Ok(kind.tag(resp))
-        }))
+        Box::pin(
+            steps.handle(req.map(Body::new), conn, verdict, |resp, kind| {
+                Ok(kind.tag(resp))
+            }),
+        )
     }
 }
 
@@ -331,7 +333,7 @@ impl EdgeSteps {
                             let resp = 'app: {
                                 let dispatch = match app.dispatch(req, info) {
                                     Ok(dispatch) => dispatch,
-                                    Err(refused) => break 'app refused,
+                                    Err(too_large) => break 'app too_large.response(),
                                 };
                                 dispatch.await
                             };
@@ -391,7 +393,7 @@ impl AppRoute {
         // stay in the future beside the one awaited.
         let dispatch = match self.dispatch(req, info) {
             Ok(dispatch) => dispatch,
-            Err(refused) => return refused,
+            Err(too_large) => return too_large.response(),
         };
         dispatch.await
     }
@@ -403,8 +405,7 @@ impl AppRoute {
         &self,
         req: Request,
         info: ConnInfo,
-    ) -> Result<impl Future<Output = http::Response<AppBody>> + Send + '_, http::Response<AppBody>>
-    {
+    ) -> Result<impl Future<Output = http::Response<AppBody>> + Send + '_, TooLarge> {
         let req = limit(req, self.max_body)?;
         Ok(app::handle(&self.state, req, info, self.timed))
     }
@@ -414,32 +415,34 @@ impl AppRoute {
 /// (without its service and future wrappers): a declared Content-Length over the limit is
 /// refused with 413 before the app runs; a body is cut at the limit while it streams (the
 /// pool's read of it fails, and `rescue` answers 413).
-fn limit(
-    req: Request,
-    max: usize,
-) -> Result<http::Request<Limited<Body>>, http::Response<AppBody>> {
+fn limit(req: Request, max: usize) -> Result<http::Request<Limited<Body>>, TooLarge> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     let limit = match declared {
-        Some(len) if len > max => return Err(payload_too_large()),
+        Some(len) if len > max => return Err(TooLarge),
         Some(len) => max.min(len),
         None => max,
     };
     Ok(req.map(|b| Limited::new(b, limit)))
 }
 
-/// The body limit's 413, byte for byte tower-http's `RequestBodyLimit` answer.
-fn payload_too_large() -> http::Response<AppBody> {
-    let body = Body::from(Bytes::from_static(b"length limit exceeded"));
-    let mut resp = http::Response::new(AppBody::Right(body));
-    *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+/// A declared body over the limit.
+struct TooLarge;
+
+impl TooLarge {
+    /// The 413, byte for byte tower-http's `RequestBodyLimit` answer.
+    fn response(self) -> http::Response<AppBody> {
+        let body = Body::from(Bytes::from_static(b"length limit exceeded"));
+        let mut resp = http::Response::new(AppBody::Right(body));
+        *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
 }
 
 /// The answer to a request the connection guard refused, if it did.
@@ -650,9 +653,7 @@ pub async fn serve_edge(
     for p in keep {
         let _ = std::fs::remove_file(p);
     }
-    tokio::time::timeout(grace, graceful.finish())
-        .await
-        .is_ok()
+    tokio::time::timeout(grace, graceful.finish()).await.is_ok()
 }
 
 /// hyper's settings. The head limits here are only a backstop: the guard refuses a head
@@ -756,24 +757,26 @@ impl ConnCtx {
         let io = TokioIo::new(Guarded::new(stream, state.clone(), self.limits.clone()));
         let router = self.router.clone();
         let metrics = self.metrics.clone();
-        let svc =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
-                // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
-                let verdict = if req.version() == http::Version::HTTP_2 {
-                    Verdict::Ok
-                } else {
-                    state.next_verdict()
-                };
-                let in_flight = InFlight::start(state.clone());
-                // A request known to have no body (a GET's) needs no boxed `Incoming`:
-                // `Body::empty` is zero-sized, so it allocates nothing.
-                let req = if req.body().is_end_stream() {
-                    req.map(|_| Body::empty())
-                } else {
-                    req.map(Body::new)
-                };
-                router.0.clone().handle(req, info, verdict, move |resp, kind| {
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let start = metrics.as_ref().map(|m| (m.clone(), Instant::now()));
+            // HTTP/2 frames its messages itself; the guard only judges HTTP/1 heads.
+            let verdict = if req.version() == http::Version::HTTP_2 {
+                Verdict::Ok
+            } else {
+                state.next_verdict()
+            };
+            let in_flight = InFlight::start(state.clone());
+            // A request known to have no body (a GET's) needs no boxed `Incoming`:
+            // `Body::empty` is zero-sized, so it allocates nothing.
+            let req = if req.body().is_end_stream() {
+                req.map(|_| Body::empty())
+            } else {
+                req.map(Body::new)
+            };
+            router
+                .0
+                .clone()
+                .handle(req, info, verdict, move |resp, kind| {
                     let finished = start.map(|(metrics, start)| Finished {
                         metrics,
                         start,
@@ -784,7 +787,7 @@ impl ConnCtx {
                         resp.map(|body| TrackedBody::new(body, in_flight, finished)),
                     )
                 })
-            });
+        });
         let conn = self.builder.serve_connection(io, svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {
             // hyper answers a head it cannot parse itself (400, or 431/414 past its own
