@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use flaskhost_ipc::request::{RequestMeta, Version};
@@ -11,6 +12,7 @@ use flaskhost_pool::{DispatchError, Pool, RequestBody, ResponseBody};
 use http::header;
 use http_body_util::BodyExt;
 
+use crate::access_log::AppTime;
 use crate::rescue::rescue;
 
 /// What the front knows about a connection, given to each of its requests. The default is a
@@ -61,46 +63,28 @@ pub(crate) struct AppState {
 }
 
 /// A response of the app route: the pool's body, or the edge's answer on the app's behalf
-/// ([`rescue`]). Not boxed here: the route boxes it once, around the body limit and
-/// compression layers' own wrappers.
+/// ([`rescue`], the body limit's 413). Not boxed here: the route boxes it once (around the
+/// compression layer's wrapper when that is on).
 pub(crate) type AppBody = http_body_util::Either<ResponseBody, Body>;
 
-/// `conn`: the connection as the app sees it (after trusted proxies).
-pub(crate) async fn handle<B>(
+/// `conn`: the connection as the app sees it (after trusted proxies). `timed`: the response
+/// carries the app's time ([`AppTime`]) for the access log.
+///
+/// The request is taken apart before the future is made: an `async fn` would hold the
+/// request it was given as well as its parts, and the future is moved several times per
+/// request by every future around it.
+pub(crate) fn handle<B>(
     state: &AppState,
     req: http::Request<B>,
     conn: ConnInfo,
-) -> http::Response<AppBody>
+    timed: bool,
+) -> impl Future<Output = http::Response<AppBody>> + Send + '_
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
 {
+    let start = timed.then(Instant::now);
     let (parts, body) = req.into_parts();
-    let (host, host_from_uri) = match parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    {
-        Some(h) => (Some(h), false),
-        None => (parts.uri.authority().map(|a| a.as_str()), true),
-    };
-    let version = match parts.version {
-        http::Version::HTTP_10 | http::Version::HTTP_09 => Version::Http10,
-        http::Version::HTTP_2 | http::Version::HTTP_3 => Version::Http2,
-        _ => Version::Http11,
-    };
-    let meta = RequestMeta {
-        method: parts.method.as_str(),
-        https: conn.https,
-        version,
-        raw_path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        script_name: &state.script_name,
-        host,
-        host_from_uri,
-        local_port: conn.local_port,
-        remote: conn.remote,
-    };
     // A request known to have no body (a GET's) gets an empty one that is zero-sized, so
     // boxing it allocates nothing.
     let body: RequestBody = if body.is_end_stream() {
@@ -111,8 +95,39 @@ where
     } else {
         body.map_err(Into::into).boxed_unsync()
     };
-    match state.upstream.dispatch(&meta, &parts.headers, body).await {
-        Ok(resp) => resp.map(AppBody::Left),
-        Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()).map(AppBody::Right),
+    async move {
+        let (host, host_from_uri) = match parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+        {
+            Some(h) => (Some(h), false),
+            None => (parts.uri.authority().map(|a| a.as_str()), true),
+        };
+        let version = match parts.version {
+            http::Version::HTTP_10 | http::Version::HTTP_09 => Version::Http10,
+            http::Version::HTTP_2 | http::Version::HTTP_3 => Version::Http2,
+            _ => Version::Http11,
+        };
+        let meta = RequestMeta {
+            method: parts.method.as_str(),
+            https: conn.https,
+            version,
+            raw_path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            script_name: &state.script_name,
+            host,
+            host_from_uri,
+            local_port: conn.local_port,
+            remote: conn.remote,
+        };
+        let mut resp = match state.upstream.dispatch(&meta, &parts.headers, body).await {
+            Ok(resp) => resp.map(AppBody::Left),
+            Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()).map(AppBody::Right),
+        };
+        if let Some(start) = start {
+            resp.extensions_mut().insert(AppTime(start.elapsed()));
+        }
+        resp
     }
 }

@@ -21,17 +21,16 @@ use flaskhost_config::{CompressionConfig, EdgeConfig};
 use http::{HeaderValue, StatusCode, header};
 use http_body::Body as _;
 use http_body::Frame;
+use http_body_util::Limited;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service, ServiceExt};
-use tower_http::body::Limited;
 use tower_http::compression::CompressionLayer;
-use tower_http::limit::RequestBodyLimit;
 
-use crate::access_log::{AccessLog, AppTime, Entry};
+use crate::access_log::{AccessLog, Entry};
 use crate::app::{self, AppBody, AppState, ConnInfo, Upstream};
 use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
@@ -193,7 +192,7 @@ pub fn router(upstream: Arc<dyn Upstream>, opts: &FrontOptions) -> EdgeService {
 }
 
 /// The whole request stack, as one service; the steps are listed in request order in
-/// [`EdgeSteps::handle`] and, for the app, [`AppRoute::call`].
+/// [`EdgeSteps::handle`] and, for the app, [`AppRoute::dispatch`].
 pub fn edge_router(upstream: Arc<dyn Upstream>, opts: &FrontOptions, edge: &Edge) -> EdgeService {
     let app = AppRoute {
         state: AppState {
@@ -265,10 +264,11 @@ where
             .get::<Verdict>()
             .copied()
             .unwrap_or(Verdict::Ok);
-        Box::pin(async move {
-            let (resp, kind) = steps.handle(req.map(Body::new), conn, verdict).await;
-            Ok(kind.tag(resp))
-        })
+        Box::pin(
+            steps.handle(req.map(Body::new), conn, verdict, |resp, kind| {
+                Ok(kind.tag(resp))
+            }),
+        )
     }
 }
 
@@ -292,60 +292,82 @@ enum Inner {
 
 impl EdgeSteps {
     /// `conn`: the connection the request came on; `verdict`: the guard's on its head.
-    /// Returns the response and which route gave it (for the metrics).
-    async fn handle(
-        &self,
+    /// `finish` gets the response and which route gave it (for the metrics), and makes what
+    /// the caller returns.
+    ///
+    /// Written for a small future, as it is moved whole a few times per request: it owns the
+    /// steps; `finish` spares the caller a future of its own around this one; the request is
+    /// held once (an `async fn` would hold its argument and its own copy); and the routes'
+    /// futures are awaited here directly, not through an `async fn` that would hold the
+    /// request again, nor from a `match` on a value, which the future would also keep.
+    fn handle<T>(
+        self: Arc<Self>,
         mut req: Request,
         conn: ConnInfo,
         verdict: Verdict,
-    ) -> (Response, RouteKind) {
+        finish: impl FnOnce(Response, RouteKind) -> T,
+    ) -> impl Future<Output = T> {
         // 1. Who the client is and which scheme it used, which the log, the headers and the app
         //    all need.
         let info = self.proxies.resolve(&mut req, conn);
         // 2. The access log sees the final status and every body byte, so it takes the
         //    response last, after every step that changes it.
         let entry = self.access_log.as_ref().map(|_| Entry::of(&req, info));
-        // 3. A request the connection guard refused (ambiguous framing, head too large) is
-        //    answered here, before static files or the app can see it.
-        let (mut resp, kind) = match refusal(&req, verdict) {
-            Some(resp) => (resp, RouteKind::Refused),
-            None => match &self.inner {
-                Inner::Routes { statics, app } => route(statics.as_ref(), app, req, info).await,
-                Inner::Redirect(port) => (redirect_to_https(*port, &req), RouteKind::Redirect),
-            },
-        };
-        // 4. Security headers on everything, errors included (nginx `always`).
-        self.headers.apply(resp.headers_mut(), info.https);
-        let resp = match (&self.access_log, entry) {
-            (Some(log), Some(entry)) => log.track(entry, resp),
-            _ => resp,
-        };
-        (resp, kind)
+        async move {
+            // 3. A request the connection guard refused (ambiguous framing, head too large) is
+            //    answered here, before static files or the app can see it; then static mounts
+            //    come first, then the app.
+            let (mut resp, kind) = if let Some(resp) = refusal(&req, verdict) {
+                (resp, RouteKind::Refused)
+            } else {
+                match &self.inner {
+                    Inner::Routes { statics, app } => {
+                        let hit = statics
+                            .as_ref()
+                            .and_then(|s| Some((s, s.lookup(req.uri().path())?)));
+                        if let Some((statics, hit)) = hit {
+                            // HTTP/2 frames body bytes itself (it would read a mapping);
+                            // HTTP/1 hands them on.
+                            let zero_copy =
+                                info.sendfile && req.version() <= http::Version::HTTP_11;
+                            let resp = statics
+                                .serve(hit, req.method(), req.headers(), zero_copy)
+                                .await;
+                            (resp, RouteKind::Static)
+                        } else if let Some(c) = &app.compression {
+                            (app.compressed(c, req, info).await, RouteKind::App)
+                        } else {
+                            // As `AppRoute::limited`.
+                            let resp = 'app: {
+                                let dispatch = match app.dispatch(req, info) {
+                                    Ok(dispatch) => dispatch,
+                                    Err(too_large) => break 'app too_large.response(),
+                                };
+                                dispatch.await
+                            };
+                            (resp.map(Body::new), RouteKind::App)
+                        }
+                    }
+                    Inner::Redirect(port) => (redirect_to_https(*port, &req), RouteKind::Redirect),
+                }
+            };
+            // 4. Security headers on everything, errors included (nginx `always`).
+            self.headers.apply(resp.headers_mut(), info.https);
+            let resp = match (&self.access_log, entry) {
+                (Some(log), Some(entry)) => log.track(entry, resp),
+                _ => resp,
+            };
+            finish(resp, kind)
+        }
     }
 }
 
-async fn route(
-    statics: Option<&Arc<StaticFiles>>,
-    app: &AppRoute,
-    req: Request,
-    info: ConnInfo,
-) -> (Response, RouteKind) {
-    if let Some(statics) = statics
-        && let Some(hit) = statics.lookup(req.uri().path())
-    {
-        // HTTP/2 frames body bytes itself (it would read a mapping); HTTP/1 hands them on.
-        let zero_copy = info.sendfile && req.version() <= http::Version::HTTP_11;
-        let resp = statics
-            .serve(hit, req.method(), req.headers(), zero_copy)
-            .await;
-        return (resp, RouteKind::Static);
-    }
-    (app.call(req, info).await, RouteKind::App)
-}
-
-/// The app: compression → body limit → the pool. The tower-http layers are built around the
-/// call per request (they are a few words each), so their futures nest in this one instead
-/// of being boxed behind a cloned service.
+/// The app: compression → body limit → the pool.
+///
+/// This path is written for small futures: each `async fn` level keeps the request it was
+/// given in its future, and every future around it is moved a few times per request, so
+/// the body limit is a plain function and the compression layer's path is boxed (only
+/// with compression on).
 struct AppRoute {
     state: AppState,
     timed: bool,
@@ -354,41 +376,79 @@ struct AppRoute {
 }
 
 impl AppRoute {
-    async fn call(&self, req: Request, info: ConnInfo) -> Response {
-        let pool = tower::service_fn(|req: http::Request<Limited<Body>>| async move {
-            Ok::<_, Infallible>(self.dispatch(req, info).await)
+    /// With compression: the body limit and the pool inside tower-http's compression layer.
+    /// Boxed, so that its larger future is not part of every request's.
+    async fn compressed(
+        &self,
+        c: &CompressionLayer<Compressible>,
+        req: Request,
+        info: ConnInfo,
+    ) -> Response {
+        // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
+        // is not); inside the headers so added headers are not counted as the app's.
+        let limited = tower::service_fn(|req: Request| async move {
+            Ok::<_, Infallible>(self.limited(req, info).await)
         });
-        // A declared Content-Length over the limit is refused with 413 before the app runs;
-        // a chunked body is cut at the limit while it streams (nginx client_max_body_size).
-        let limited = RequestBodyLimit::new(pool, self.max_body);
-        let resp = match &self.compression {
-            // Outside the body limit so a 413 is compressed like any response (it is tiny, so
-            // it is not); inside the headers so added headers are not counted as the app's.
-            Some(c) => c
-                .layer(limited)
-                .oneshot(req)
-                .await
-                .map(|r| r.map(Body::new)),
-            None => limited.oneshot(req).await.map(|r| r.map(Body::new)),
-        };
-        match resp {
-            Ok(resp) => resp,
+        match Box::pin(c.layer(limited).oneshot(req)).await {
+            Ok(resp) => resp.map(Body::new),
             Err(never) => match never {},
         }
     }
 
-    /// The pool, timed for the access log when it is on.
-    async fn dispatch(
+    /// The body limit, then the pool: [`AppRoute::dispatch`], awaited.
+    async fn limited(&self, req: Request, info: ConnInfo) -> http::Response<AppBody> {
+        // Not `match self.dispatch(..) { Ok(d) => d.await, .. }`: the matched value would
+        // stay in the future beside the one awaited.
+        let dispatch = match self.dispatch(req, info) {
+            Ok(dispatch) => dispatch,
+            Err(too_large) => return too_large.response(),
+        };
+        dispatch.await
+    }
+
+    /// The body limit, then the pool's future (timed for the access log when it is on; a 413
+    /// from the limit never reached the app). Not an `async fn`, so that the caller's future
+    /// holds the pool's future and not also the request.
+    fn dispatch(
         &self,
-        req: http::Request<Limited<Body>>,
+        req: Request,
         info: ConnInfo,
-    ) -> http::Response<AppBody> {
-        if !self.timed {
-            return app::handle(&self.state, req, info).await;
-        }
-        let start = Instant::now();
-        let mut resp = app::handle(&self.state, req, info).await;
-        resp.extensions_mut().insert(AppTime(start.elapsed()));
+    ) -> Result<impl Future<Output = http::Response<AppBody>> + Send + '_, TooLarge> {
+        let req = limit(req, self.max_body)?;
+        Ok(app::handle(&self.state, req, info, self.timed))
+    }
+}
+
+/// The body limit (nginx client_max_body_size), as tower-http's `RequestBodyLimit` sets it
+/// (without its service and future wrappers): a declared Content-Length over the limit is
+/// refused with 413 before the app runs; a body is cut at the limit while it streams (the
+/// pool's read of it fails, and `rescue` answers 413).
+fn limit(req: Request, max: usize) -> Result<http::Request<Limited<Body>>, TooLarge> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let limit = match declared {
+        Some(len) if len > max => return Err(TooLarge),
+        Some(len) => max.min(len),
+        None => max,
+    };
+    Ok(req.map(|b| Limited::new(b, limit)))
+}
+
+/// A declared body over the limit.
+struct TooLarge;
+
+impl TooLarge {
+    /// The 413, byte for byte tower-http's `RequestBodyLimit` answer.
+    fn response(self) -> http::Response<AppBody> {
+        let body = Body::from(Bytes::from_static(b"length limit exceeded"));
+        let mut resp = http::Response::new(AppBody::Right(body));
+        *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         resp
     }
 }
@@ -726,24 +786,27 @@ impl ConnCtx {
                 state.next_verdict()
             };
             let in_flight = InFlight::start(state.clone());
-            let steps = router.0.clone();
-            async move {
-                // A request known to have no body (a GET's) needs no boxed `Incoming`:
-                // `Body::empty` is zero-sized, so it allocates nothing.
-                let req = if req.body().is_end_stream() {
-                    req.map(|_| Body::empty())
-                } else {
-                    req.map(Body::new)
-                };
-                let (resp, kind) = steps.handle(req, info, verdict).await;
-                let finished = start.map(|(metrics, start)| Finished {
-                    metrics,
-                    start,
-                    kind,
-                    status: resp.status(),
-                });
-                Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, in_flight, finished)))
-            }
+            // A request known to have no body (a GET's) needs no boxed `Incoming`:
+            // `Body::empty` is zero-sized, so it allocates nothing.
+            let req = if req.body().is_end_stream() {
+                req.map(|_| Body::empty())
+            } else {
+                req.map(Body::new)
+            };
+            router
+                .0
+                .clone()
+                .handle(req, info, verdict, move |resp, kind| {
+                    let finished = start.map(|(metrics, start)| Finished {
+                        metrics,
+                        start,
+                        kind,
+                        status: resp.status(),
+                    });
+                    Ok::<_, Infallible>(
+                        resp.map(|body| TrackedBody::new(body, in_flight, finished)),
+                    )
+                })
         });
         let conn = self.builder.serve_connection(io, svc).into_owned();
         if let Err(e) = watcher.watch(conn).await {
@@ -859,7 +922,43 @@ impl http_body::Body for TrackedBody {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_port;
+    use super::*;
+
+    /// An upstream that never answers.
+    struct Silent;
+
+    impl Upstream for Silent {
+        fn dispatch<'a>(
+            &'a self,
+            _: &'a flaskhost_ipc::request::RequestMeta<'a>,
+            _: &'a http::HeaderMap,
+            _: flaskhost_pool::RequestBody,
+        ) -> app::DispatchFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// A request's future is moved whole a few times per request (into hyper's connection,
+    /// among others), so its size is part of every request's cost: it was 3,136 bytes before
+    /// `EdgeSteps::handle` and the app route were written for size, 960 after (~2,000
+    /// instructions less per Flask hello request).
+    #[test]
+    fn the_request_future_stays_small() {
+        let opts = FrontOptions {
+            script_name: String::new(),
+            max_body_size: 1024,
+            header_read_timeout: Duration::from_secs(1),
+        };
+        let service = router(Arc::new(Silent), &opts);
+        let future = service.0.clone().handle(
+            Request::new(Body::empty()),
+            ConnInfo::default(),
+            Verdict::Ok,
+            |resp, kind| (resp, kind),
+        );
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1280, "the request's future grew to {size} bytes");
+    }
 
     #[test]
     fn hosts_without_ports() {
