@@ -198,7 +198,6 @@ impl SendFile for tokio::net::TcpStream {
 
 impl SendFile for tokio::net::UnixStream {}
 impl<S> SendFile for tokio_rustls::server::TlsStream<S> {}
-impl SendFile for tokio::io::DuplexStream {}
 
 fn sendfile_once(socket: RawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
     let mut off = libc::off_t::try_from(offset).map_err(io::Error::other)?;
