@@ -49,8 +49,14 @@ FLASKHOST_STATIC_FLAG = "--static"
 FLASKHOST_TLS_FLAGS = ("--tls-cert", "--tls-key")
 
 
-def flaskhost_static_args() -> list[str]:
-    return [FLASKHOST_STATIC_FLAG, f"/static={STATIC_DIR}"]
+def flaskhost_static_args(ctx=None) -> list[str]:
+    args = [FLASKHOST_STATIC_FLAG, f"/static={STATIC_DIR}"]
+    # The nginx anchor runs with `open_file_cache`, whose lookups are trusted for 60 s
+    # (`open_file_cache_valid`); flaskhost's equivalent is `static-cache-valid` (default 0:
+    # check the disk on every request).
+    if ctx is not None and ctx.flaskhost_supports("--static-cache-valid"):
+        args += ["--static-cache-valid", "60s"]
+    return args
 
 
 def flaskhost_tls_args(ctx) -> list[str]:
@@ -400,7 +406,7 @@ def start_flaskhost(ctx: Context, tls: bool) -> Running:
     if ctx.flaskhost_supports("--access-log"):
         cmd += ["--access-log", "off"]
     if ctx.flaskhost_supports(FLASKHOST_STATIC_FLAG):
-        cmd += flaskhost_static_args()
+        cmd += flaskhost_static_args(ctx)
     if tls:
         cmd += flaskhost_tls_args(ctx)
     p, logf = ctx.spawn("flaskhost-tls" if tls else "flaskhost", cmd, cwd=ROOT)

@@ -39,12 +39,14 @@ def default_server(module_serve, tmp_path_factory):
     ("/s/%2e%2e/x", 400),
 ])
 def test_security_headers_on_every_response(default_server, path, status):
-    resp = get(default_server, path)
-    assert resp.status == status
-    for name, value in SECURITY.items():
-        assert resp.headers.get_all(name) == [value], name
-    assert resp.getheader("Strict-Transport-Security") is None, "HSTS only over https"
-    assert resp.getheader("Server") is None
+    # Twice: a static file's second answer comes from memory, with its headers prebuilt.
+    for _ in range(2):
+        resp = get(default_server, path)
+        assert resp.status == status
+        for name, value in SECURITY.items():
+            assert resp.headers.get_all(name) == [value], name
+        assert resp.getheader("Strict-Transport-Security") is None, "HSTS only over https"
+        assert resp.getheader("Server") is None
 
 
 def test_security_headers_on_edge_errors(default_server):
@@ -128,18 +130,23 @@ def test_title_case_headers_option(serve, tmp_path):
     assert all(k == k.lower() for k, _ in r.headers.raw), r.headers.raw
 
 
-def test_configured_headers_replace_remove_and_add(serve):
+def test_configured_headers_replace_remove_and_add(serve, tmp_path):
+    (tmp_path / "a.txt").write_text("a\n")
     server = serve("edge_headers:application",
+                   "--static", f"/s={tmp_path}",
                    "--header", "X-Frame-Options: DENY",
                    "--header", "Referrer-Policy:",
                    "--header", "Permissions-Policy: camera=(), microphone=()",
                    "--server-header", "flaskhost")
-    resp = get(server, "/")
-    assert resp.headers.get_all("X-Frame-Options") == ["DENY"]
-    assert resp.getheader("Referrer-Policy") is None
-    assert resp.getheader("X-Content-Type-Options") == "nosniff"
-    assert resp.getheader("Permissions-Policy") == "camera=(), microphone=()"
-    assert resp.getheader("Server") == "flaskhost"
+    # The app, then a static file twice (its second answer has its headers prebuilt).
+    for path in ("/", "/s/a.txt", "/s/a.txt"):
+        resp = get(server, path)
+        assert resp.status == 200, path
+        assert resp.headers.get_all("X-Frame-Options") == ["DENY"], path
+        assert resp.getheader("Referrer-Policy") is None, path
+        assert resp.getheader("X-Content-Type-Options") == "nosniff", path
+        assert resp.getheader("Permissions-Policy") == "camera=(), microphone=()", path
+        assert resp.headers.get_all("Server") == ["flaskhost"], path
     # The app's own Server header wins over the configured one.
     assert get(server, "/?Server=app").headers.get_all("Server") == ["app"]
 

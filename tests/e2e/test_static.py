@@ -228,6 +228,29 @@ def test_answers_from_memory_follow_the_disk(server, site):
     assert server.get("/static/fresh/%61.txt").status_code == 404
 
 
+def test_static_cache_valid_trusts_a_lookup_for_that_long(serve, tmp_path):
+    """`static-cache-valid` (nginx's open_file_cache_valid): within it, a URL looked up before
+    is answered as it was without checking the disk; a URL not looked up yet is found at once.
+    (By default every request checks: test_answers_from_memory_follow_the_disk.)"""
+    (tmp_path / "a.txt").write_bytes(b"version 1\n")
+    server = serve("hello:application", "--static", f"/s={tmp_path}",
+                   "--static-cache-valid", "1h")
+    for _ in range(2):
+        r = server.get("/s/a.txt")
+        assert r.status_code == 200 and r.content == b"version 1\n"
+    etag = r.headers["ETag"]
+    (tmp_path / "a.txt").write_bytes(b"version 2, longer\n")
+    (tmp_path / "b.txt").write_bytes(b"b\n")
+    r = server.get("/s/a.txt")
+    assert r.content == b"version 1\n" and r.headers["ETag"] == etag
+    assert r.headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert server.get("/s/b.txt").content == b"b\n"
+    # Conditional and range requests take the same trusted lookup.
+    assert server.get("/s/a.txt", headers={"If-None-Match": etag}).status_code == 304
+    r = server.get("/s/a.txt", headers={"Range": "bytes=0-6"})
+    assert r.status_code == 206 and r.content == b"version"
+
+
 def test_a_replaced_large_file_is_served_fresh(server, site):
     """Large files (sent with sendfile) are re-opened by their resolved path on a repeat
     request; a new version, in place or renamed over, is seen at once."""

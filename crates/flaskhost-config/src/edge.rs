@@ -325,6 +325,7 @@ pub struct EdgeConfig {
     pub static_mounts: Vec<StaticMount>,
     pub static_cache_size: u64,
     pub static_cache_max_file: u64,
+    pub static_cache_valid: Duration,
     pub headers: HeaderConfig,
     pub limits: Limits,
     /// Peers whose forwarded headers are trusted; empty trusts none.
@@ -347,6 +348,7 @@ pub(crate) struct EdgeInput {
     pub(crate) static_mounts: Option<Vec<StaticMountOptions>>,
     pub(crate) static_cache_size: Option<u64>,
     pub(crate) static_cache_max_file: Option<u64>,
+    pub(crate) static_cache_valid: Option<Duration>,
     pub(crate) security_headers: Option<bool>,
     pub(crate) header: Option<Vec<String>>,
     pub(crate) hsts: Option<String>,
@@ -510,6 +512,7 @@ impl Merged {
             static_mounts,
             static_cache_size: required(raw.static_cache_size, "static-cache-size")?,
             static_cache_max_file: required(raw.static_cache_max_file, "static-cache-max-file")?,
+            static_cache_valid: required(raw.static_cache_valid, "static-cache-valid")?,
             headers,
             limits,
             forwarded_allow_ips,

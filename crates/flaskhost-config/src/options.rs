@@ -493,7 +493,8 @@ define_options! {
     }
 
     /// Memory for small static files kept in memory (per process); a cached file is
-    /// checked against the file system on every request and re-read when it changed.
+    /// checked against the file system on every request (or once per
+    /// `static-cache-valid`) and re-read when it changed.
     /// 0 turns the cache off.
     static_cache_size: u64 {
         key: "static-cache-size",
@@ -512,6 +513,19 @@ define_options! {
         equivalent: "",
         env: Single,
         serde: (deserialize_with = "crate::de::size::deserialize"),
+    }
+
+    /// How long a static file's lookup (the file it resolved to, its response headers and,
+    /// for a file kept in memory, its bytes) is trusted before the file system is checked
+    /// again. 0, the default, checks on every request, so a changed file is served at once;
+    /// with a longer time a file changed on disk may be served as it was for up to this long.
+    static_cache_valid: Duration {
+        key: "static-cache-valid",
+        default: Value("0s"),
+        example: "static-cache-valid = \"60s\"",
+        equivalent: "nginx `open_file_cache_valid` (60s when `open_file_cache` is on)",
+        env: Single,
+        serde: (with = "crate::de::duration"),
     }
 
     /// Send the built-in security headers on every response (static, app and errors):

@@ -380,6 +380,7 @@ fn every_options_field_is_in_the_table() {
         static_mounts: Some(Vec::new()),
         static_cache_size: Some(0),
         static_cache_max_file: Some(0),
+        static_cache_valid: Some(Duration::from_secs(60)),
         security_headers: Some(true),
         header: Some(Vec::new()),
         hsts: Some(String::new()),

@@ -40,7 +40,7 @@ use crate::headers::{HeaderError, ResponseHeaders};
 use crate::idle::Connections;
 use crate::listen::Listener;
 use crate::metrics::{FrontMetrics, RouteKind};
-use crate::static_files::{StaticError, StaticFiles};
+use crate::static_files::{Asked, StaticError, StaticFiles};
 use crate::tls::{Tls, TlsError};
 use crate::zerocopy::SendFile;
 
@@ -118,6 +118,7 @@ impl Edge {
                 &cfg.static_mounts,
                 cfg.static_cache_size,
                 cfg.static_cache_max_file,
+                cfg.static_cache_valid,
             )?))
         };
         let access_log = cfg
@@ -330,9 +331,12 @@ impl EdgeSteps {
                             // HTTP/1 hands them on.
                             let zero_copy =
                                 info.sendfile && req.version() <= http::Version::HTTP_11;
-                            let resp = statics
-                                .serve(hit, req.method(), req.headers(), zero_copy)
-                                .await;
+                            let asked = Asked {
+                                method: req.method(),
+                                headers: req.headers(),
+                                https: info.https,
+                            };
+                            let resp = statics.serve(hit, asked, &self.headers, zero_copy).await;
                             (resp, RouteKind::Static)
                         } else if let Some(c) = &app.compression {
                             (app.compressed(c, req, info).await, RouteKind::App)
@@ -351,8 +355,11 @@ impl EdgeSteps {
                     Inner::Redirect(port) => (redirect_to_https(*port, &req), RouteKind::Redirect),
                 }
             };
-            // 4. Security headers on everything, errors included (nginx `always`).
-            self.headers.apply(resp.headers_mut(), info.https);
+            // 4. Security headers on everything, errors included (nginx `always`); static
+            //    answers come with them.
+            if kind != RouteKind::Static {
+                self.headers.apply(resp.headers_mut(), info.https);
+            }
             let resp = match (&self.access_log, entry) {
                 (Some(log), Some(entry)) => log.track(entry, resp),
                 _ => resp,

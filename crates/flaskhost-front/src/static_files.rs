@@ -20,7 +20,8 @@
 //! - **Memory**: files up to a size are kept in memory, keyed by path and checked against the
 //!   file's size, mtime and inode on every request, so a changed file is re-read at once.
 //!   A URL whose last lookup ended in memory is answered on the runtime thread from what that
-//!   lookup found (headers included), after one `stat` per path it depended on ([`Fresh`]).
+//!   lookup found (headers included), after one `stat` per path it depended on ([`Fresh`]),
+//!   or without it when `static-cache-valid` says the last check is recent enough.
 //!   Larger files are streamed in 256 KiB reads.
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -43,6 +45,7 @@ use http_body::Frame;
 use thiserror::Error;
 
 use crate::access_log::SkipAccessLog;
+use crate::headers::ResponseHeaders;
 use crate::zerocopy;
 
 /// Bytes read from a streamed file per body frame.
@@ -88,6 +91,9 @@ pub struct StaticFiles {
     mounts: Vec<Mount>,
     cache: Mutex<Cache>,
     max_cached_file: u64,
+    /// `static-cache-valid` in milliseconds: how long a fresh answer is trusted without
+    /// `stat`ing its paths again (0: checked on every request).
+    valid_ms: u64,
 }
 
 /// What a file's last full lookup (path checks, resolution, symlink policy, sibling choice,
@@ -105,6 +111,36 @@ struct Fresh {
     stamps: Box<[Option<Stamp>]>,
     facts: Facts,
     content: Kept,
+    /// The headers of a 200 with the whole content, the edge's own included, as sent over
+    /// http (`[0]`) and https (`[1]`, with HSTS): a full answer clones one instead of
+    /// inserting a dozen headers one by one.
+    full: FullHeaders,
+    /// When the stamps were last found unchanged ([`coarse_millis`]); with
+    /// `static-cache-valid`, a hit within that time skips the `stat`s.
+    checked: AtomicU64,
+}
+
+/// [`Fresh::full`], and the header set it was built with: a request whose edge has another
+/// set (not the case in one server, which has one) builds its headers the long way.
+#[derive(Debug)]
+struct FullHeaders {
+    edge: Arc<ResponseHeaders>,
+    maps: [HeaderMap; 2],
+}
+
+/// A coarse monotonic clock in milliseconds (`CLOCK_MONOTONIC_COARSE`: a vDSO read of the
+/// last tick, no syscall), for `static-cache-valid`, whose useful values are seconds.
+fn coarse_millis() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts);
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
 /// What a fresh answer sends: bytes kept in memory, or a large file opened again by its
@@ -176,6 +212,7 @@ impl StaticFiles {
         mounts: &[StaticMount],
         cache_size: u64,
         max_cached_file: u64,
+        valid: Duration,
     ) -> Result<StaticFiles, StaticError> {
         let mut out = Vec::with_capacity(mounts.len());
         for m in mounts {
@@ -232,6 +269,7 @@ impl StaticFiles {
             } else {
                 max_cached_file.min(cache_size)
             },
+            valid_ms: u64::try_from(valid.as_millis()).unwrap_or(u64::MAX),
         })
     }
 
@@ -253,33 +291,41 @@ impl StaticFiles {
     /// Answers a request for a static file. `zero_copy`: the response goes out on a
     /// connection that sends mapped bodies with `sendfile` (plain TCP, HTTP/1; see
     /// [`crate::zerocopy`]).
+    ///
+    /// `edge` is the header set every response gets (the caller does not add it again):
+    /// a full answer from a fresh lookup has it built in, every other gets it applied here.
     pub(crate) async fn serve(
         self: &Arc<Self>,
         hit: Hit<'_>,
-        method: &Method,
-        headers: &HeaderMap,
+        req: Asked<'_>,
+        edge: &Arc<ResponseHeaders>,
         zero_copy: bool,
     ) -> Response {
-        let mut resp = self.respond(&hit, method, headers, zero_copy).await;
+        let (mut resp, complete) = self.respond(&hit, req, edge, zero_copy).await;
+        if !complete {
+            edge.apply(resp.headers_mut(), req.https);
+        }
         if !hit.mount.cfg.access_log {
             resp.extensions_mut().insert(SkipAccessLog);
         }
         resp
     }
 
+    /// The response, and whether it already has the edge's headers.
     async fn respond(
         self: &Arc<Self>,
         hit: &Hit<'_>,
-        method: &Method,
-        headers: &HeaderMap,
+        req: Asked<'_>,
+        edge: &Arc<ResponseHeaders>,
         zero_copy: bool,
-    ) -> Response {
+    ) -> (Response, bool) {
+        let (method, headers) = (req.method, req.headers);
         let mount = hit.mount;
         if method != Method::GET && method != Method::HEAD {
             let mut r = plain(StatusCode::METHOD_NOT_ALLOWED);
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
+            return (r, false);
         }
         let range_asked = headers.contains_key(header::RANGE) && method == Method::GET;
         let accepted = if mount.cfg.precompressed && !range_asked {
@@ -288,40 +334,42 @@ impl StaticFiles {
             Accepted::NONE
         };
         // The fast path: same URL, same stamps as the last full lookup, same answer.
-        if let Some(fresh) = mount.fresh_hit(hit.rest, accepted) {
+        if let Some(fresh) = mount.fresh_hit(hit.rest, accepted, self.valid_ms) {
             let content = match &fresh.content {
                 Kept::Memory(bytes) => Some(Content::Memory(bytes.clone())),
                 Kept::Disk(path) => open_same(path, fresh.facts.stamp).map(Content::File),
             };
             if let Some(content) = content {
-                return self.build(mount, &fresh.facts, content, method, headers, zero_copy);
+                let full = Arc::ptr_eq(&fresh.full.edge, edge)
+                    .then(|| &fresh.full.maps[usize::from(req.https)]);
+                return self.build(mount, &fresh.facts, full, content, req, zero_copy);
             }
         }
         let (file, root) = match &mount.target {
             Target::File(path) => (path.clone(), None),
             Target::Dir(root) => match relative_path(hit.rest, mount.cfg.dotfiles) {
                 Ok(rel) => (root.join(rel), Some(root.clone())),
-                Err(status) => return plain(status),
+                Err(status) => return (plain(status), false),
             },
         };
         let paths = candidate_paths(&file, &accepted);
         let stamps: Box<[Option<Stamp>]> = paths.iter().map(|p| stamp_of(p)).collect();
         let (policy, index, rest) = (mount.cfg.symlinks, mount.index, Box::<str>::from(hit.rest));
-        let this = self.clone();
+        let (this, edge) = (self.clone(), edge.clone());
         let opened = tokio::task::spawn_blocking(move || {
             let r = this.open_file(&file, root.as_deref(), policy, &accepted);
             if let Ok(o) = &r {
-                this.mounts[index].remember(rest, accepted, paths, stamps, o);
+                this.mounts[index].remember(rest, accepted, paths, stamps, o, edge);
             }
             r
         })
         .await;
         match opened {
-            Ok(Ok(o)) => self.build(mount, &o.facts, o.content, method, headers, zero_copy),
-            Ok(Err(status)) => plain(status),
+            Ok(Ok(o)) => self.build(mount, &o.facts, None, o.content, req, zero_copy),
+            Ok(Err(status)) => (plain(status), false),
             Err(e) => {
                 tracing::error!("static file task failed: {e}");
-                plain(StatusCode::INTERNAL_SERVER_ERROR)
+                (plain(StatusCode::INTERNAL_SERVER_ERROR), false)
             }
         }
     }
@@ -393,47 +441,50 @@ impl StaticFiles {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The answer from a file's facts and content. `full`: the prebuilt headers of a 200
+    /// with the whole content, edge headers included, when the caller has them.
     fn build(
         &self,
         mount: &Mount,
         facts: &Facts,
+        full: Option<&HeaderMap>,
         content: Content,
-        method: &Method,
-        req: &HeaderMap,
+        asked: Asked<'_>,
         zero_copy: bool,
-    ) -> Response {
+    ) -> (Response, bool) {
+        let (method, req) = (asked.method, asked.headers);
         let stamp = facts.stamp;
         let len = match &content {
             Content::Memory(b) => b.len() as u64,
             Content::File(_) => stamp.len,
         };
-        // Room for these and the edge's own headers without growing.
-        let mut h = HeaderMap::with_capacity(12);
-        h.insert(header::CONTENT_TYPE, facts.content_type.clone());
-        h.insert(header::ETAG, facts.etag.clone());
-        h.insert(header::LAST_MODIFIED, facts.last_modified.clone());
-        if let Some(cc) = &mount.cache_control {
-            h.insert(header::CACHE_CONTROL, cc.clone());
-        }
-        if let Some(expires) = mount.cfg.expires {
-            let at = SystemTime::now() + expires;
-            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+        let etag = facts.etag.to_str().unwrap_or_default();
+        // The common answer: the whole file, unconditionally.
+        if let Some(full) = full
+            && !req.contains_key(header::RANGE)
+            && !not_modified(req, etag, stamp.mtime)
+        {
+            let mut h = full.clone();
+            if let Some(v) = expires_at(mount) {
                 h.insert(header::EXPIRES, v);
             }
+            let body = if method == Method::HEAD {
+                Body::empty()
+            } else {
+                Self::body_of(content, 0, len, zero_copy)
+            };
+            return (with_headers(StatusCode::OK, h, body), true);
         }
-        if mount.cfg.precompressed {
-            h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-        }
-        if let Some(enc) = facts.encoding {
-            h.insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(enc.name()),
-            );
+        let mut h = content_headers(mount, facts);
+        if let Some(v) = expires_at(mount) {
+            h.insert(header::EXPIRES, v);
         }
 
-        let etag = facts.etag.to_str().unwrap_or_default();
         if not_modified(req, etag, stamp.mtime) {
-            return with_headers(StatusCode::NOT_MODIFIED, h, Body::empty());
+            return (
+                with_headers(StatusCode::NOT_MODIFIED, h, Body::empty()),
+                false,
+            );
         }
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
@@ -456,7 +507,7 @@ impl StaticFiles {
                     if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                         r.headers_mut().insert(header::CONTENT_RANGE, v);
                     }
-                    return r;
+                    return (r, false);
                 }
                 Some(RangeAsk::Ignore) | None => {}
             }
@@ -468,15 +519,25 @@ impl StaticFiles {
         };
         h.insert(header::CONTENT_LENGTH, length);
         if method == Method::HEAD {
-            return with_headers(status, h, Body::empty());
+            return (with_headers(status, h, Body::empty()), false);
         }
-        let body = match content {
+        let body = Self::body_of(content, start, end, zero_copy);
+        (with_headers(status, h, body), false)
+    }
+
+    /// The bytes `start..end` of the content as a body.
+    fn body_of(content: Content, start: u64, end: u64, zero_copy: bool) -> Body {
+        match content {
             Content::Memory(bytes) => {
                 let (s, e) = (
                     usize::try_from(start).unwrap_or(0),
                     usize::try_from(end).unwrap_or(0),
                 );
-                Body::from(bytes.slice(s..e))
+                if s == 0 && e == bytes.len() {
+                    Body::from(bytes)
+                } else {
+                    Body::from(bytes.slice(s..e))
+                }
             }
             Content::File(f) => {
                 let f = Arc::new(f);
@@ -491,8 +552,58 @@ impl StaticFiles {
                     None => Body::new(FileBody::new(f, start, end - start)),
                 }
             }
-        };
-        with_headers(status, h, body)
+        }
+    }
+}
+
+/// What a static request asked: the method, its headers, and whether it came over https
+/// (for HSTS among the edge's headers).
+#[derive(Clone, Copy)]
+pub(crate) struct Asked<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) https: bool,
+}
+
+/// The headers that describe a file version, whatever part of it is sent: type, validators,
+/// the mount's caching and the content coding. With room for the rest and the edge's own.
+fn content_headers(mount: &Mount, facts: &Facts) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(12);
+    h.insert(header::CONTENT_TYPE, facts.content_type.clone());
+    h.insert(header::ETAG, facts.etag.clone());
+    h.insert(header::LAST_MODIFIED, facts.last_modified.clone());
+    if let Some(cc) = &mount.cache_control {
+        h.insert(header::CACHE_CONTROL, cc.clone());
+    }
+    if mount.cfg.precompressed {
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+    if let Some(enc) = facts.encoding {
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(enc.name()),
+        );
+    }
+    h
+}
+
+/// `Expires` for a response sent now, when the mount sets one.
+fn expires_at(mount: &Mount) -> Option<HeaderValue> {
+    let at = SystemTime::now() + mount.cfg.expires?;
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).ok()
+}
+
+/// The headers of a 200 with all of a file version, over http and over https.
+fn full_headers(mount: &Mount, facts: &Facts, edge: Arc<ResponseHeaders>) -> FullHeaders {
+    let mut h = content_headers(mount, facts);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, facts.content_length.clone());
+    let mut secure = h.clone();
+    edge.apply(&mut h, false);
+    edge.apply(&mut secure, true);
+    FullHeaders {
+        edge,
+        maps: [h, secure],
     }
 }
 
@@ -610,11 +721,23 @@ impl Mount {
 
     /// The last full lookup's answer for this URL and these encodings, if every path it
     /// depended on still has the stamp it had then.
-    fn fresh_hit(&self, rest: &str, accepted: Accepted) -> Option<Arc<Fresh>> {
+    ///
+    /// `valid_ms` (`static-cache-valid`): a hit found unchanged less than this long ago is
+    /// trusted without the `stat`s.
+    fn fresh_hit(&self, rest: &str, accepted: Accepted, valid_ms: u64) -> Option<Arc<Fresh>> {
         let fresh = {
             let map = self.fresh_lock();
             let (_, f) = map.get(rest)?.iter().find(|(a, _)| *a == accepted)?;
             f.clone()
+        };
+        let now = if valid_ms > 0 {
+            let now = coarse_millis();
+            if now.saturating_sub(fresh.checked.load(Ordering::Relaxed)) < valid_ms {
+                return Some(fresh);
+            }
+            Some(now)
+        } else {
+            None
         };
         // The lock is not held across the `stat`s.
         let same = fresh
@@ -622,6 +745,9 @@ impl Mount {
             .iter()
             .zip(fresh.stamps.iter())
             .all(|(p, s)| stamp_of(p) == *s);
+        if same && let Some(now) = now {
+            fresh.checked.store(now, Ordering::Relaxed);
+        }
         same.then_some(fresh)
     }
 
@@ -633,6 +759,7 @@ impl Mount {
         paths: Box<[PathBuf]>,
         stamps: Box<[Option<Stamp>]>,
         o: &Opened,
+        edge: Arc<ResponseHeaders>,
     ) {
         let content = match &o.content {
             Content::Memory(bytes) => Kept::Memory(bytes.clone()),
@@ -650,8 +777,11 @@ impl Mount {
         let entry = Arc::new(Fresh {
             paths,
             stamps,
+            full: full_headers(self, &o.facts, edge),
             facts: o.facts.clone(),
             content,
+            // The stamps were taken just before the lookup.
+            checked: AtomicU64::new(coarse_millis()),
         });
         let mut map = self.fresh_lock();
         if map.len() >= FRESH_MAX {

@@ -116,6 +116,8 @@ pub struct ServeArgs {
     pub static_cache_size: Option<String>,
     #[arg(long, value_name = "SIZE")]
     pub static_cache_max_file: Option<String>,
+    #[arg(long, value_name = "DURATION")]
+    pub static_cache_valid: Option<String>,
     #[arg(long, value_name = "BOOL")]
     pub security_headers: Option<String>,
     #[arg(long, value_name = "NAME: VALUE")]
@@ -211,11 +213,12 @@ impl ServeArgs {
 impl ServeArgs {
     /// The edge's flags, appended to `pairs`.
     fn edge_pairs(&self, v: &mut Vec<(&'static str, String)>) {
-        let single: [(&'static str, &Option<String>); 21] = [
+        let single: [(&'static str, &Option<String>); 22] = [
             ("tls", &self.tls),
             ("tls-min-version", &self.tls_min_version),
             ("static-cache-size", &self.static_cache_size),
             ("static-cache-max-file", &self.static_cache_max_file),
+            ("static-cache-valid", &self.static_cache_valid),
             ("security-headers", &self.security_headers),
             ("hsts", &self.hsts),
             ("server-header", &self.server_header),
