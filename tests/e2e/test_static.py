@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
+import httpx
 import requests
 
 from fhtest import APPS, HTTP_TIMEOUT
@@ -249,6 +250,26 @@ def test_static_cache_valid_trusts_a_lookup_for_that_long(serve, tmp_path):
     assert server.get("/s/a.txt", headers={"If-None-Match": etag}).status_code == 304
     r = server.get("/s/a.txt", headers={"Range": "bytes=0-6"})
     assert r.status_code == 206 and r.content == b"version"
+
+
+def test_a_mid_size_file_kept_in_memory_and_mapped(server, site):
+    """A file between 64 KiB and the memory cache's limit is kept both in memory (HTTP/2 and
+    TLS answers) and mapped (plain HTTP/1 answers go out with sendfile from the mapping):
+    the same bytes either way, ranges included, and a new version is seen at once."""
+    path = site["static"] / "mid.bin"
+    v1, v2 = os.urandom(100 * 1024), os.urandom(100 * 1024)
+    path.write_bytes(v1)
+    with httpx.Client(http1=False, http2=True, timeout=30) as h2:
+        for version in (v1, v2):
+            for _ in range(3):  # the first answer looks the file up, the others are kept
+                assert server.get("/static/mid.bin").content == version
+                r = server.get("/static/mid.bin", headers={"Range": "bytes=70000-80000"})
+                assert r.status_code == 206 and r.content == version[70000:80001]
+                r = h2.get(server.url + "/static/mid.bin")
+                assert r.http_version == "HTTP/2" and r.content == version
+            st = os.stat(path)
+            path.write_bytes(v2)  # in place, same size, a later mtime
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
 def test_a_replaced_large_file_is_served_fresh(server, site):

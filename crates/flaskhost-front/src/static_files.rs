@@ -143,12 +143,20 @@ fn coarse_millis() -> u64 {
         + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
-/// What a fresh answer sends: bytes kept in memory, or a large file opened again by its
-/// resolved path (no path checks, no blocking-pool hop) and checked to be the same file.
+/// What a fresh answer sends: bytes kept in memory, or a large file kept open (it is the
+/// file the stamps describe: same device, inode, size and mtime). `mapped`: for a file of at
+/// least [`zerocopy::MIN_LEN`], a mapping of all of it, for connections that send mapped
+/// bodies with `sendfile` (a response is a slice of it: no syscall but the `sendfile`).
 #[derive(Debug)]
 enum Kept {
-    Memory(Bytes),
-    Disk(PathBuf),
+    Memory {
+        bytes: Bytes,
+        mapped: Option<Bytes>,
+    },
+    Disk {
+        file: Arc<std::fs::File>,
+        mapped: Option<Bytes>,
+    },
 }
 
 /// `path` opened, if it is still the regular file with `stamp` (else the full lookup runs).
@@ -156,6 +164,16 @@ fn open_same(path: &Path, stamp: Stamp) -> Option<std::fs::File> {
     let f = std::fs::File::open(path).ok()?;
     let meta = f.metadata().ok()?;
     (meta.is_file() && Stamp::of(&meta) == stamp).then_some(f)
+}
+
+/// All of `file` mapped for `sendfile`, when it is large enough to be sent that way.
+fn map_whole(file: &Arc<std::fs::File>, len: u64) -> Option<Bytes> {
+    if len < zerocopy::MIN_LEN {
+        return None;
+    }
+    zerocopy::map(file.clone(), 0, len)
+        .inspect_err(|e| tracing::debug!("static file not mapped: {e}"))
+        .ok()
 }
 
 /// A file version's response headers, built once when it is looked up (on the blocking pool)
@@ -336,14 +354,18 @@ impl StaticFiles {
         // The fast path: same URL, same stamps as the last full lookup, same answer.
         if let Some(fresh) = mount.fresh_hit(hit.rest, accepted, self.valid_ms) {
             let content = match &fresh.content {
-                Kept::Memory(bytes) => Some(Content::Memory(bytes.clone())),
-                Kept::Disk(path) => open_same(path, fresh.facts.stamp).map(Content::File),
+                Kept::Memory {
+                    mapped: Some(m), ..
+                }
+                | Kept::Disk {
+                    mapped: Some(m), ..
+                } if zero_copy => Content::Mapped(m.clone()),
+                Kept::Memory { bytes, .. } => Content::Memory(bytes.clone()),
+                Kept::Disk { file, .. } => Content::File(file.clone()),
             };
-            if let Some(content) = content {
-                let full = Arc::ptr_eq(&fresh.full.edge, edge)
-                    .then(|| &fresh.full.maps[usize::from(req.https)]);
-                return self.build(mount, &fresh.facts, full, content, req, zero_copy);
-            }
+            let full = Arc::ptr_eq(&fresh.full.edge, edge)
+                .then(|| &fresh.full.maps[usize::from(req.https)]);
+            return self.build(mount, &fresh.facts, full, content, req, zero_copy);
         }
         let (file, root) = match &mount.target {
             Target::File(path) => (path.clone(), None),
@@ -406,7 +428,7 @@ impl StaticFiles {
             let len = bytes.len() as u64;
             (Content::Memory(bytes), len)
         } else {
-            (Content::File(f), stamp.len)
+            (Content::File(Arc::new(f)), stamp.len)
         };
         Ok(Opened {
             facts: Facts::of(&real, encoding, stamp, len),
@@ -455,7 +477,7 @@ impl StaticFiles {
         let (method, req) = (asked.method, asked.headers);
         let stamp = facts.stamp;
         let len = match &content {
-            Content::Memory(b) => b.len() as u64,
+            Content::Memory(b) | Content::Mapped(b) => b.len() as u64,
             Content::File(_) => stamp.len,
         };
         let etag = facts.etag.to_str().unwrap_or_default();
@@ -539,8 +561,10 @@ impl StaticFiles {
                     Body::from(bytes.slice(s..e))
                 }
             }
+            Content::Mapped(bytes) => Body::from(
+                bytes.slice(usize::try_from(start).unwrap_or(0)..usize::try_from(end).unwrap_or(0)),
+            ),
             Content::File(f) => {
-                let f = Arc::new(f);
                 let mapped = (zero_copy && end - start >= zerocopy::MIN_LEN)
                     .then(|| zerocopy::map(f.clone(), start, end - start));
                 match mapped {
@@ -645,7 +669,9 @@ impl Stamp {
 
 enum Content {
     Memory(Bytes),
-    File(std::fs::File),
+    /// A whole-file mapping, only for a connection that sends it with `sendfile`.
+    Mapped(Bytes),
+    File(Arc<std::fs::File>),
 }
 
 struct Opened {
@@ -761,9 +787,21 @@ impl Mount {
         o: &Opened,
         edge: Arc<ResponseHeaders>,
     ) {
+        // The file kept open and mapped is the one read or opened, checked again by stamp
+        // (an answer read from the memory cache has no handle of its own).
         let content = match &o.content {
-            Content::Memory(bytes) => Kept::Memory(bytes.clone()),
-            Content::File(_) => Kept::Disk(o.path.clone()),
+            Content::Memory(bytes) => Kept::Memory {
+                bytes: bytes.clone(),
+                mapped: (o.facts.stamp.len >= zerocopy::MIN_LEN)
+                    .then(|| open_same(&o.path, o.facts.stamp))
+                    .flatten()
+                    .and_then(|f| map_whole(&Arc::new(f), o.facts.stamp.len)),
+            },
+            Content::File(file) => Kept::Disk {
+                file: file.clone(),
+                mapped: map_whole(file, o.facts.stamp.len),
+            },
+            Content::Mapped(_) => return,
         };
         // A file that is not there never has a fresh entry: its lookup gives the error.
         // Stamps taken before the lookup that no longer describe what was read would only

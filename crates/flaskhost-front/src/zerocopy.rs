@@ -15,6 +15,7 @@
 //! returns short, which ends that one response (the connection is closed, as when the streamed
 //! path finds a file shrank). TLS and HTTP/2 connections keep the `pread` path.
 
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::fs::File;
 use std::io;
@@ -32,20 +33,21 @@ pub(crate) const MIN_LEN: u64 = 64 * 1024;
 /// The largest count one `sendfile` call is given (Linux sends at most this much per call).
 const MAX_PER_CALL: usize = 0x7fff_f000;
 
-/// A registered mapping: where it is in memory and what it maps.
+/// A registered mapping: how long it is and what it maps (keyed by its start address).
 struct Region {
-    start: usize,
     len: usize,
     file: Arc<File>,
     offset: u64,
 }
 
-/// Every live mapping. A handful at a time (one per large file response in flight), so a
-/// vector; [`LIVE`] lets every other write skip the lock.
-static REGIONS: Mutex<Vec<Region>> = Mutex::new(Vec::new());
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Every live mapping by start address: one per large-file response in flight, plus one per
+/// file the static handler keeps mapped. [`LOW`]..[`HIGH`] bounds every address ever
+/// registered, so a write of anything else (most writes: heap buffers) skips the lock.
+static REGIONS: Mutex<BTreeMap<usize, Region>> = Mutex::new(BTreeMap::new());
+static LOW: AtomicUsize = AtomicUsize::new(usize::MAX);
+static HIGH: AtomicUsize = AtomicUsize::new(0);
 
-fn regions() -> std::sync::MutexGuard<'static, Vec<Region>> {
+fn regions() -> std::sync::MutexGuard<'static, BTreeMap<usize, Region>> {
     REGIONS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -74,14 +76,7 @@ impl AsRef<[u8]> for Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        let start = self.data as usize;
-        {
-            let mut r = regions();
-            if let Some(i) = r.iter().position(|r| r.start == start) {
-                r.swap_remove(i);
-                LIVE.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        regions().remove(&(self.data as usize));
         // SAFETY: `base`/`map_len` are exactly what mmap returned and was given; no `Bytes`
         // refers to the memory any more (this is the owner's drop).
         unsafe { libc::munmap(self.base, self.map_len) };
@@ -126,13 +121,10 @@ pub(crate) fn map(file: Arc<File>, offset: u64, len: u64) -> io::Result<Bytes> {
     }
     // SAFETY: `skip < page <= map_len`, inside the mapping.
     let data = unsafe { base.cast::<u8>().add(skip) }.cast_const();
-    regions().push(Region {
-        start: data as usize,
-        len,
-        file,
-        offset,
-    });
-    LIVE.fetch_add(1, Ordering::Relaxed);
+    let start = data as usize;
+    regions().insert(start, Region { len, file, offset });
+    LOW.fetch_min(start, Ordering::Relaxed);
+    HIGH.fetch_max(start + len, Ordering::Relaxed);
     Ok(Bytes::from_owner(Mapping {
         base,
         map_len,
@@ -144,15 +136,16 @@ pub(crate) fn map(file: Arc<File>, offset: u64, len: u64) -> io::Result<Bytes> {
 /// The file and the offset in it that `slice` (memory hyper asks to write) maps, if it lies
 /// inside a registered mapping.
 fn lookup(slice: &[u8]) -> Option<(Arc<File>, u64)> {
-    if LIVE.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
     let addr = slice.as_ptr() as usize;
     let end = addr.checked_add(slice.len())?;
-    regions()
-        .iter()
-        .find(|r| addr >= r.start && end <= r.start + r.len)
-        .map(|r| (r.file.clone(), r.offset + (addr - r.start) as u64))
+    if addr < LOW.load(Ordering::Relaxed) || end > HIGH.load(Ordering::Relaxed) {
+        return None;
+    }
+    let r = regions();
+    // The region starting at or before `addr`; mappings never overlap.
+    let (&start, region) = r.range(..=addr).next_back()?;
+    (end <= start + region.len)
+        .then(|| (region.file.clone(), region.offset + (addr - start) as u64))
 }
 
 /// A connection's transport as the zero-copy writer sees it.
@@ -168,6 +161,18 @@ pub(crate) trait SendFile {
         _file: RawFd,
         _offset: u64,
         _len: usize,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Err(io::Error::other("sendfile on a transport without it")))
+    }
+
+    /// Writes `bufs` (a response head) telling the kernel more follows at once (`MSG_MORE`),
+    /// so the head and the start of the file leave in the same segments rather than the head
+    /// alone (what nginx's `tcp_nopush` does around `sendfile`). Only called when
+    /// [`SendFile::CAPABLE`].
+    fn poll_write_more(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         Poll::Ready(Err(io::Error::other("sendfile on a transport without it")))
     }
@@ -193,6 +198,37 @@ impl SendFile for tokio::net::TcpStream {
                 r => return Poll::Ready(r),
             }
         }
+    }
+
+    fn poll_write_more(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let socket = self.as_raw_fd();
+        loop {
+            std::task::ready!(self.poll_write_ready(cx))?;
+            match self.try_io(tokio::io::Interest::WRITABLE, || send_more(socket, bufs)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+}
+
+fn send_more(socket: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: a zeroed msghdr is valid (no name, no control data); `IoSlice` is ABI-compatible
+    // with `iovec` on Unix, and the slices outlive the call.
+    let n = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+        msg.msg_iovlen = bufs.len().min(1024) as _;
+        libc::sendmsg(socket, &raw const msg, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n.unsigned_abs())
     }
 }
 
@@ -237,7 +273,7 @@ where
         return Some(io.poll_sendfile(cx, file.as_raw_fd(), offset, len));
     }
     let before: usize = bufs[..i].iter().map(|b| b.len()).sum();
-    let wrote = match std::pin::Pin::new(&mut *io).poll_write_vectored(cx, &bufs[..i]) {
+    let wrote = match io.poll_write_more(cx, &bufs[..i]) {
         Poll::Ready(Ok(n)) => n,
         other => return Some(other),
     };
@@ -278,7 +314,7 @@ mod tests {
         assert!(
             !regions()
                 .iter()
-                .any(|r| r.start <= addr && addr < r.start + r.len)
+                .any(|(start, r)| *start <= addr && addr < start + r.len)
         );
     }
 
