@@ -272,6 +272,27 @@ def test_a_mid_size_file_kept_in_memory_and_mapped(server, site):
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
+def test_files_held_open_are_bounded(serve, tmp_path):
+    """Kept answers for files of 64 KiB or more hold the file open and mapped, but at most 256
+    of them (nginx's open_file_cache max=), so the static cache never takes the descriptors
+    connections need; beyond that, files are opened per request and served all the same."""
+    count = 300
+    blobs = {}
+    for i in range(count):
+        blobs[i] = bytes([i % 251]) * (64 * 1024) + str(i).encode()
+        (tmp_path / f"f{i}.bin").write_bytes(blobs[i])
+    server = serve("hello:application", "--static", f"/s={tmp_path}")
+    fds = lambda: len(os.listdir(f"/proc/{server.pid}/fd"))  # noqa: E731
+    before = fds()
+    with requests.Session() as s:
+        for _ in range(2):  # the second round is answered from the kept lookups
+            for i in range(count):
+                r = s.get(f"{server.url}/s/f{i}.bin", timeout=HTTP_TIMEOUT)
+                assert r.status_code == 200 and r.content == blobs[i], i
+    held = fds() - before
+    assert 200 <= held <= 256 + 8, held
+
+
 def test_a_replaced_large_file_is_served_fresh(server, site):
     """Large files (sent with sendfile) are re-opened by their resolved path on a repeat
     request; a new version, in place or renamed over, is seen at once."""

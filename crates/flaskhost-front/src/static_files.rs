@@ -31,7 +31,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -151,12 +151,43 @@ fn coarse_millis() -> u64 {
 enum Kept {
     Memory {
         bytes: Bytes,
-        mapped: Option<Bytes>,
+        held: Option<Held>,
     },
-    Disk {
-        file: Arc<std::fs::File>,
-        mapped: Option<Bytes>,
-    },
+    Disk(Held),
+    /// A large file when [`HELD_MAX`] files are held already: opened again by its resolved
+    /// path on each request (no path checks, no blocking-pool hop) and checked by stamp.
+    DiskPath(PathBuf),
+}
+
+/// A file held open (and mapped, when large enough) by a fresh answer. At most [`HELD_MAX`]
+/// at a time in the process, so the static cache never takes the descriptors connections
+/// need (a mapping holds its file open too).
+#[derive(Debug)]
+struct Held {
+    file: Arc<std::fs::File>,
+    mapped: Option<Bytes>,
+}
+
+/// How many files fresh answers may hold open at once (nginx's `open_file_cache max=`).
+const HELD_MAX: usize = 256;
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+impl Held {
+    /// Holds `file` (mapping it when it is large enough), unless [`HELD_MAX`] are held.
+    fn new(file: Arc<std::fs::File>, len: u64) -> Option<Held> {
+        if HELD.fetch_add(1, Ordering::Relaxed) >= HELD_MAX {
+            HELD.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let mapped = map_whole(&file, len);
+        Some(Held { file, mapped })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// `path` opened, if it is still the regular file with `stamp` (else the full lookup runs).
@@ -355,17 +386,26 @@ impl StaticFiles {
         if let Some(fresh) = mount.fresh_hit(hit.rest, accepted, self.valid_ms) {
             let content = match &fresh.content {
                 Kept::Memory {
-                    mapped: Some(m), ..
+                    held:
+                        Some(Held {
+                            mapped: Some(m), ..
+                        }),
+                    ..
                 }
-                | Kept::Disk {
+                | Kept::Disk(Held {
                     mapped: Some(m), ..
-                } if zero_copy => Content::Mapped(m.clone()),
-                Kept::Memory { bytes, .. } => Content::Memory(bytes.clone()),
-                Kept::Disk { file, .. } => Content::File(file.clone()),
+                }) if zero_copy => Some(Content::Mapped(m.clone())),
+                Kept::Memory { bytes, .. } => Some(Content::Memory(bytes.clone())),
+                Kept::Disk(held) => Some(Content::File(held.file.clone())),
+                Kept::DiskPath(path) => {
+                    open_same(path, fresh.facts.stamp).map(|f| Content::File(Arc::new(f)))
+                }
             };
-            let full = Arc::ptr_eq(&fresh.full.edge, edge)
-                .then(|| &fresh.full.maps[usize::from(req.https)]);
-            return self.build(mount, &fresh.facts, full, content, req, zero_copy);
+            if let Some(content) = content {
+                let full = Arc::ptr_eq(&fresh.full.edge, edge)
+                    .then(|| &fresh.full.maps[usize::from(req.https)]);
+                return self.build(mount, &fresh.facts, full, content, req, zero_copy);
+            }
         }
         let (file, root) = match &mount.target {
             Target::File(path) => (path.clone(), None),
@@ -789,20 +829,6 @@ impl Mount {
     ) {
         // The file kept open and mapped is the one read or opened, checked again by stamp
         // (an answer read from the memory cache has no handle of its own).
-        let content = match &o.content {
-            Content::Memory(bytes) => Kept::Memory {
-                bytes: bytes.clone(),
-                mapped: (o.facts.stamp.len >= zerocopy::MIN_LEN)
-                    .then(|| open_same(&o.path, o.facts.stamp))
-                    .flatten()
-                    .and_then(|f| map_whole(&Arc::new(f), o.facts.stamp.len)),
-            },
-            Content::File(file) => Kept::Disk {
-                file: file.clone(),
-                mapped: map_whole(file, o.facts.stamp.len),
-            },
-            Content::Mapped(_) => return,
-        };
         // A file that is not there never has a fresh entry: its lookup gives the error.
         // Stamps taken before the lookup that no longer describe what was read would only
         // cause a miss next time; skip the entry when the main file's stamp already differs.
@@ -812,6 +838,21 @@ impl Mount {
         if o.facts.encoding.is_none() && first != o.facts.stamp {
             return;
         }
+        let len = o.facts.stamp.len;
+        let content = match &o.content {
+            Content::Memory(bytes) => Kept::Memory {
+                bytes: bytes.clone(),
+                held: (len >= zerocopy::MIN_LEN)
+                    .then(|| open_same(&o.path, o.facts.stamp))
+                    .flatten()
+                    .and_then(|f| Held::new(Arc::new(f), len)),
+            },
+            Content::File(file) => match Held::new(file.clone(), len) {
+                Some(held) => Kept::Disk(held),
+                None => Kept::DiskPath(o.path.clone()),
+            },
+            Content::Mapped(_) => return,
+        };
         let entry = Arc::new(Fresh {
             paths,
             stamps,
