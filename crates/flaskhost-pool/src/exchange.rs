@@ -1,8 +1,10 @@
 //! One request's conversation with a worker slot: send the head (and the body, in pieces, as
 //! the app reads it), receive the response head, then stream or hand over the body.
 
+use std::future::Future as _;
 use std::io;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -160,7 +162,9 @@ async fn discard_body(mut body: RequestBody, timeout: Duration) {
 impl Drop for Exchange {
     fn drop(&mut self) {
         let _busy = BusyRelease(self.busy.take());
-        if let (Some(body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current()) {
+        if let Some(body) = self.body.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
             rt.spawn(discard_body(body, self.shared.opts.body_timeout));
         }
         let Some(slot) = self.slot.take() else { return };
@@ -312,7 +316,7 @@ pub(crate) async fn dispatch(
     let (head, sent_at) = loop {
         loop {
             let waiting = shared.metrics.as_ref().map(|_| std::time::Instant::now());
-            let mut slot = match shared.queue.acquire(opts.queue_timeout).await {
+            let mut slot = match shared.queue.acquire(&shared.sweeper).await {
                 Ok(s) => s,
                 Err(e) => {
                     let c = match e {
@@ -354,9 +358,25 @@ pub(crate) async fn dispatch(
             }
         }
 
+        // The sweeper, not a timer of our own, tells us when the app overran `timeout`.
         let sent_at = std::time::Instant::now();
-        match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
-            Err(_) => {
+        let sweeper = &shared.sweeper;
+        let armed = sweeper.arm(
+            ex.slot().watch.clone(),
+            sweeper.clock().deadline(sent_at, opts.timeout),
+        );
+        let answer = {
+            let mut read = std::pin::pin!(ex.next_frame());
+            std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending if armed.watch().poll_expired(cx) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await
+        };
+        drop(armed);
+        match answer {
+            None => {
                 let (worker, pid) = ex.worker_ids();
                 tracing::error!(
                     worker,
@@ -377,7 +397,7 @@ pub(crate) async fn dispatch(
                     timeout: opts.timeout,
                 });
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 let err = ex.died(e);
                 if retry_allowed && !retried {
                     retried = true;
@@ -394,7 +414,7 @@ pub(crate) async fn dispatch(
                 }
                 return Err(err);
             }
-            Ok(Ok(f)) => break (f, sent_at),
+            Some(Ok(f)) => break (f, sent_at),
         }
     };
     let (worker, pid) = ex.worker_ids();
