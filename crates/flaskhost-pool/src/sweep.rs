@@ -267,6 +267,18 @@ mod tests {
         }
     }
 
+    /// A stand-in for a worker process, to take the signals a stuck one gets (never this
+    /// test's own pid). It is killed when dropped.
+    fn stand_in() -> (tokio::process::Child, Arc<WorkerInfo>) {
+        let process = tokio::process::Command::new("sleep")
+            .arg("60")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sleep");
+        let worker = WorkerInfo::new(1, process.id().expect("pid"), 0);
+        (process, worker)
+    }
+
     fn slot_for(worker: &Arc<WorkerInfo>, sweeper: &Sweeper) -> (Slot, UnixStream) {
         let (ours, theirs) = UnixStream::pair().expect("socketpair");
         (Slot::new(worker.clone(), ours, sweeper.new_watch()), theirs)
@@ -308,11 +320,11 @@ mod tests {
             async move { queue.acquire(&sweeper).await.map(|s| s.worker.id) }
         });
         until(|| queue.lengths().1 == 1).await;
-        let worker = WorkerInfo::new(7, std::process::id(), 0);
+        let (_process, worker) = stand_in();
         let (slot, _theirs) = slot_for(&worker, &sweeper);
         queue.release(slot);
         assert!(!sweeper.sweep_at(&queue, u64::MAX));
-        assert_eq!(waiter.await.expect("the waiter task").expect("a slot"), 7);
+        assert_eq!(waiter.await.expect("the waiter task").expect("a slot"), 1);
     }
 
     #[tokio::test]
@@ -427,12 +439,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_past_the_timeout_gets_timeout_and_its_worker_is_dumped_and_killed() {
         let shared = pool(Duration::from_millis(20));
-        // A stand-in for a worker process: it gets the signals.
-        let mut process = tokio::process::Command::new("sleep")
-            .arg("60")
-            .spawn()
-            .expect("sleep");
-        let worker = WorkerInfo::new(1, process.id().expect("pid"), 0);
+        let (mut process, worker) = stand_in();
         let (slot, _never_answers) = slot_for(&worker, &shared.sweeper);
         shared.queue.release(slot);
 
@@ -450,9 +457,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sleeping_sweeper_is_woken_by_the_next_deadline() {
+        let shared = pool(Duration::from_millis(20));
+        until(|| shared.sweeper.parked.load(Ordering::SeqCst)).await;
+        let (mut process, worker) = stand_in();
+        let (slot, _never_answers) = slot_for(&worker, &shared.sweeper);
+        shared.queue.release(slot);
+
+        let r = get(&shared).await;
+        assert!(
+            matches!(r, Err(DispatchError::Timeout { .. })),
+            "{:?}",
+            r.err()
+        );
+        process.wait().await.expect("wait");
+    }
+
+    #[tokio::test]
     async fn a_request_answered_in_time_disarms_its_watch() {
         let shared = pool(Duration::from_secs(60));
-        let worker = WorkerInfo::new(1, std::process::id(), 0);
+        let (_process, worker) = stand_in();
         let (slot, mut theirs) = slot_for(&worker, &shared.sweeper);
         shared.queue.release(slot);
         let app = tokio::spawn(async move {
