@@ -11,7 +11,8 @@
 //! **Precision:** a deadline is noticed at the first sweep after it passed, so a timeout fires
 //! between its length and its length plus one [`period`]: 100 ms, or a tenth of the shortest of
 //! `timeout` and `queue-timeout` when that is less (never under 10 ms). With nothing to watch,
-//! the sweeper sleeps until a request arms a deadline, so an idle server is not woken.
+//! the sweeper sleeps (after ten empty sweeps) until a request arms a deadline, so an idle
+//! server is not woken.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -200,8 +201,9 @@ impl Sweeper {
     }
 }
 
-/// Sweeps in a row that found nothing armed before the sweeper goes to sleep: about a second,
-/// so that under any steady load it never sleeps and no request has to wake it.
+/// Sweeps in a row that found nothing armed before the sweeper goes to sleep (a second at the
+/// usual 100 ms period), so that under any steady load it never sleeps and no request has to
+/// wake it.
 const IDLE_SWEEPS: u32 = 10;
 
 /// The sweeper task: runs until the pool is dropped.
