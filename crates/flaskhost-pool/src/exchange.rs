@@ -1,8 +1,10 @@
 //! One request's conversation with a worker slot: send the head (and the body, in pieces, as
 //! the app reads it), receive the response head, then stream or hand over the body.
 
+use std::future::Future as _;
 use std::io;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -160,7 +162,9 @@ async fn discard_body(mut body: RequestBody, timeout: Duration) {
 impl Drop for Exchange {
     fn drop(&mut self) {
         let _busy = BusyRelease(self.busy.take());
-        if let (Some(body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current()) {
+        if let Some(body) = self.body.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
             rt.spawn(discard_body(body, self.shared.opts.body_timeout));
         }
         let Some(slot) = self.slot.take() else { return };
@@ -312,7 +316,7 @@ pub(crate) async fn dispatch(
     let (head, sent_at) = loop {
         loop {
             let waiting = shared.metrics.as_ref().map(|_| std::time::Instant::now());
-            let mut slot = match shared.queue.acquire(opts.queue_timeout).await {
+            let mut slot = match shared.queue.acquire(&shared.sweeper).await {
                 Ok(s) => s,
                 Err(e) => {
                     let c = match e {
@@ -354,9 +358,25 @@ pub(crate) async fn dispatch(
             }
         }
 
+        // The sweeper, not a timer of our own, tells us when the app overran `timeout`.
         let sent_at = std::time::Instant::now();
-        match tokio::time::timeout(opts.timeout, ex.next_frame()).await {
-            Err(_) => {
+        let sweeper = &shared.sweeper;
+        let armed = sweeper.arm(
+            ex.slot().watch.clone(),
+            sweeper.clock().deadline(sent_at, opts.timeout),
+        );
+        let answer = {
+            let mut read = std::pin::pin!(ex.next_frame());
+            std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending if armed.watch().poll_expired(cx) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await
+        };
+        drop(armed);
+        match answer {
+            None => {
                 let (worker, pid) = ex.worker_ids();
                 tracing::error!(
                     worker,
@@ -377,7 +397,7 @@ pub(crate) async fn dispatch(
                     timeout: opts.timeout,
                 });
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 let err = ex.died(e);
                 if retry_allowed && !retried {
                     retried = true;
@@ -394,7 +414,7 @@ pub(crate) async fn dispatch(
                 }
                 return Err(err);
             }
-            Ok(Ok(f)) => break (f, sent_at),
+            Some(Ok(f)) => break (f, sent_at),
         }
     };
     let (worker, pid) = ex.worker_ids();
@@ -470,11 +490,13 @@ pub(crate) async fn dispatch(
             drop(ex);
             if !is_head {
                 let len = body.len();
-                let stated = resp.headers().get(header::CONTENT_LENGTH).cloned();
-                if stated
-                    .as_ref()
-                    .is_some_and(|v| v.as_bytes() != len.to_string().as_bytes())
+                let mut digits = [0; 20];
+                if let Some(stated) = resp
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .filter(|v| v.as_bytes() != decimal(len, &mut digits))
                 {
+                    let stated = stated.clone();
                     tracing::warn!(
                         worker,
                         "the app's Content-Length {:?} does not match its {len}-byte body; sending the real length",
@@ -494,6 +516,39 @@ pub(crate) async fn dispatch(
     }
 }
 
+/// `n` in decimal, written into `buf`, without an allocation.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // A digit: the cast cannot truncate.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// The names apps send on nearly every response, spelled as WSGI apps (werkzeug, Django) send
+/// them, or in lowercase. Each is a valid name that is not hop-by-hop, so these skip the
+/// general parse and check; any other spelling takes the full path.
+fn common_name(name: &[u8]) -> Option<HeaderName> {
+    Some(match name {
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Content-Length" | b"content-length" => header::CONTENT_LENGTH,
+        b"Location" | b"location" => header::LOCATION,
+        b"Set-Cookie" | b"set-cookie" => header::SET_COOKIE,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Vary" | b"vary" => header::VARY,
+        b"ETag" | b"etag" => header::ETAG,
+        b"Last-Modified" | b"last-modified" => header::LAST_MODIFIED,
+        b"Content-Encoding" | b"content-encoding" => header::CONTENT_ENCODING,
+        b"Content-Disposition" | b"content-disposition" => header::CONTENT_DISPOSITION,
+        _ => return None,
+    })
+}
+
 fn build_head(
     worker: u32,
     payload: &Bytes,
@@ -509,15 +564,18 @@ fn build_head(
     // allocated once.
     map.reserve(head.headers.len() + 8);
     for (n, v) in &head.headers {
-        let name = HeaderName::from_bytes(&payload[n.clone()]).map_err(|_| {
-            bad(format!(
-                "header name {:?}",
-                String::from_utf8_lossy(&payload[n.clone()])
-            ))
-        })?;
-        if hop_by_hop(&name) {
-            continue;
-        }
+        let raw = &payload[n.clone()];
+        let name = match common_name(raw) {
+            Some(name) => name,
+            None => {
+                let name = HeaderName::from_bytes(raw)
+                    .map_err(|_| bad(format!("header name {:?}", String::from_utf8_lossy(raw))))?;
+                if hop_by_hop(&name) {
+                    continue;
+                }
+                name
+            }
+        };
         // The value shares the frame's buffer: no copy.
         let value = HeaderValue::from_maybe_shared(payload.slice(v.clone()))
             .map_err(|_| bad(format!("value of header {name}")))?;
@@ -596,6 +654,88 @@ async fn pump(mut ex: Exchange, tx: mpsc::Sender<Result<Bytes, StreamError>>) {
                 let _ = tx.send(Err(StreamError::WorkerDied { worker, pid })).await;
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flaskhost_ipc::frame::HEADER_LEN;
+    use flaskhost_ipc::response::HeadWriter;
+
+    use super::*;
+
+    fn head(headers: &[(&[u8], &[u8])]) -> Result<Response<()>, DispatchError> {
+        let mut buf = Vec::new();
+        let mut w = HeadWriter::begin(&mut buf, 200);
+        for (n, v) in headers {
+            w.header(&mut buf, n, v);
+        }
+        w.finish_complete(&mut buf, &[b"x"]);
+        let payload = Bytes::from(buf).slice(HEADER_LEN..);
+        let decoded = response::decode(&payload).expect("decode");
+        build_head(1, &payload, &decoded)
+    }
+
+    #[test]
+    fn common_names_are_the_names_the_full_parse_gives() {
+        for n in [
+            "Content-Type",
+            "Content-Length",
+            "Location",
+            "Set-Cookie",
+            "Cache-Control",
+            "Vary",
+            "ETag",
+            "Last-Modified",
+            "Content-Encoding",
+            "Content-Disposition",
+        ] {
+            for spelling in [n.to_string(), n.to_ascii_lowercase()] {
+                let name = common_name(spelling.as_bytes()).expect("common");
+                assert_eq!(
+                    name,
+                    HeaderName::from_bytes(spelling.as_bytes()).expect("valid")
+                );
+                assert!(!hop_by_hop(&name));
+            }
+        }
+        assert!(common_name(b"CONTENT-TYPE").is_none());
+        assert!(common_name(b"Content-Type ").is_none());
+    }
+
+    #[test]
+    fn app_headers_are_still_checked_and_hop_by_hop_ones_dropped() {
+        let r = head(&[
+            (b"Content-Type", b"text/plain"),
+            (b"CONTENT-TYPE", b"text/html"),
+            (b"Connection", b"close"),
+            (b"transfer-encoding", b"chunked"),
+            (b"Keep-Alive", b"5"),
+            (b"X-Custom", b"1"),
+        ])
+        .expect("valid head");
+        let h = r.headers();
+        let types: Vec<_> = h.get_all(header::CONTENT_TYPE).iter().collect();
+        assert_eq!(types, ["text/plain", "text/html"]);
+        assert_eq!(h["x-custom"], "1");
+        assert_eq!(h.len(), 3, "{h:?}");
+
+        assert!(matches!(
+            head(&[(b"Bad Name", b"1")]),
+            Err(DispatchError::BadResponse { .. })
+        ));
+        assert!(matches!(
+            head(&[(b"Content-Type", b"a\nb")]),
+            Err(DispatchError::BadResponse { .. })
+        ));
+    }
+
+    #[test]
+    fn decimal_writes_every_length() {
+        let mut buf = [0; 20];
+        for n in [0, 7, 10, 99, 1234, 65_536, usize::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
         }
     }
 }

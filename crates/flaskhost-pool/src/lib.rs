@@ -15,6 +15,7 @@ mod slot;
 mod spawn;
 mod stats;
 mod supervisor;
+mod sweep;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -107,6 +108,15 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Latency histograms, when metrics are on.
     pub(crate) metrics: Option<metrics::PoolMetrics>,
+    /// Enforces `timeout` and `queue_timeout` (see `sweep.rs`).
+    pub(crate) sweeper: Arc<sweep::Sweeper>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Ends the sweeper task if it sleeps.
+        self.sweeper.stop();
+    }
 }
 
 /// Pool-wide totals, kept across worker replacements.
@@ -165,12 +175,22 @@ impl Pool {
     pub async fn start(opts: PoolOptions) -> Result<Pool, StartError> {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            queue: queue::Queue::new(opts.queue_size),
+            queue: queue::Queue::new(
+                opts.queue_size,
+                opts.queue_timeout,
+                opts.workers_max > opts.workers,
+            ),
             metrics: opts.metrics.then(metrics::PoolMetrics::default),
+            sweeper: Arc::new(sweep::Sweeper::new()),
             opts,
             events,
             counters: Counters::default(),
         });
+        tokio::spawn(sweep::run(
+            Arc::downgrade(&shared),
+            shared.sweeper.clone(),
+            sweep::period(shared.opts.timeout, shared.opts.queue_timeout),
+        ));
         let supervisor = supervisor::Supervisor::start(shared.clone(), rx).await?;
         Ok(Pool { shared, supervisor })
     }

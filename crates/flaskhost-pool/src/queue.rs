@@ -2,7 +2,8 @@
 //!
 //! A request takes an idle slot at once if there is one (the most recently used, whose worker
 //! is warm), else waits in a FIFO of at most `capacity` waiters. A released slot goes straight
-//! to the oldest waiter. No request is ever queued behind a busy worker.
+//! to the oldest waiter. No request is ever queued behind a busy worker. A waiter's timeout is
+//! enforced by the pool's sweeper ([`Queue::expire`]), not by a timer of its own.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -12,38 +13,49 @@ use tokio::sync::oneshot;
 
 use crate::error::DispatchError;
 use crate::slot::Slot;
+use crate::sweep::Sweeper;
 
 struct Inner {
     idle: Vec<Slot>,
-    waiters: VecDeque<oneshot::Sender<Slot>>,
+    /// Oldest first. All wait at most the same time, so their deadlines (sweeper clock
+    /// milliseconds) only grow from front to back.
+    waiters: VecDeque<(u64, oneshot::Sender<Handover>)>,
     closed: bool,
 }
+
+/// What a waiter is told: a slot, or `None` when its wait timed out. (A dropped sender means
+/// the pool is shutting down.)
+type Handover = Option<Slot>;
 
 pub struct Queue {
     inner: Mutex<Inner>,
     capacity: usize,
-    /// Woken when a request has to wait for a slot (adaptive workers start one more).
-    pub(crate) pressure: tokio::sync::Notify,
+    timeout: Duration,
+    /// Woken when a request has to wait for a slot (adaptive workers start one more); `None`
+    /// for a fixed pool, where nobody listens.
+    pub(crate) pressure: Option<tokio::sync::Notify>,
 }
 
 /// A place in the queue. Dropping it (the client went away, or the wait timed out) gives back
 /// a slot that was handed over in the meantime, so none is ever lost.
 struct Waiter<'a> {
-    rx: oneshot::Receiver<Slot>,
+    rx: oneshot::Receiver<Handover>,
     queue: &'a Queue,
 }
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
         self.rx.close();
-        if let Ok(slot) = self.rx.try_recv() {
+        if let Ok(Some(slot)) = self.rx.try_recv() {
             self.queue.release(slot);
         }
     }
 }
 
 impl Queue {
-    pub fn new(capacity: usize) -> Queue {
+    /// A queue of at most `capacity` waiters, each waiting at most `timeout`; `adaptive` when
+    /// a waiting request should wake the scaler ([`Queue::pressure`]).
+    pub fn new(capacity: usize, timeout: Duration, adaptive: bool) -> Queue {
         Queue {
             inner: Mutex::new(Inner {
                 idle: Vec::new(),
@@ -51,7 +63,8 @@ impl Queue {
                 closed: false,
             }),
             capacity,
-            pressure: tokio::sync::Notify::new(),
+            timeout,
+            pressure: adaptive.then(tokio::sync::Notify::new),
         }
     }
 
@@ -61,8 +74,10 @@ impl Queue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes an idle slot, or waits for one up to `timeout`.
-    pub async fn acquire(&self, timeout: Duration) -> Result<Slot, DispatchError> {
+    /// Takes an idle slot, or waits for one up to the queue's timeout (told by the sweeper,
+    /// whose clock `sweeper` is and whom a new deadline may have to wake).
+    pub async fn acquire(&self, sweeper: &Sweeper) -> Result<Slot, DispatchError> {
+        let started;
         let rx = {
             let mut g = self.lock();
             if g.closed {
@@ -75,31 +90,53 @@ impl Queue {
             }
             if g.waiters.len() >= self.capacity {
                 // Waiters that gave up are only removed lazily; count the live ones.
-                g.waiters.retain(|w| !w.is_closed());
+                g.waiters.retain(|(_, w)| !w.is_closed());
                 if g.waiters.len() >= self.capacity {
                     return Err(DispatchError::QueueFull {
                         size: g.waiters.len(),
                     });
                 }
             }
+            if self.timeout.is_zero() {
+                // No wait allowed: timed out already.
+                return Err(DispatchError::QueueTimeout {
+                    waited: Duration::ZERO,
+                });
+            }
+            started = Instant::now();
             let (tx, rx) = oneshot::channel();
-            g.waiters.push_back(tx);
+            g.waiters
+                .push_back((sweeper.clock().deadline(started, self.timeout), tx));
             rx
         };
-        self.pressure.notify_one();
-        let started = Instant::now();
+        sweeper.armed_something();
+        if let Some(p) = &self.pressure {
+            p.notify_one();
+        }
         let mut waiter = Waiter { rx, queue: self };
-        tokio::select! {
-            r = &mut waiter.rx => r.map_err(|_| DispatchError::ShuttingDown),
-            () = tokio::time::sleep(timeout) => {
-                waiter.rx.close();
-                // A slot may have been handed over just as the timer fired: use it.
-                match waiter.rx.try_recv() {
-                    Ok(slot) => Ok(slot),
-                    Err(_) => Err(DispatchError::QueueTimeout { waited: started.elapsed() }),
-                }
+        match (&mut waiter.rx).await {
+            Ok(Some(slot)) => Ok(slot),
+            Ok(None) => Err(DispatchError::QueueTimeout {
+                waited: started.elapsed(),
+            }),
+            Err(_) => Err(DispatchError::ShuttingDown),
+        }
+    }
+
+    /// Tells every waiter whose deadline is past `now` (sweeper clock milliseconds) that its
+    /// wait timed out. Returns whether any still wait.
+    pub(crate) fn expire(&self, now: u64) -> bool {
+        let mut g = self.lock();
+        while let Some((deadline, _)) = g.waiters.front() {
+            if *deadline > now {
+                return true;
+            }
+            if let Some((_, tx)) = g.waiters.pop_front() {
+                // A waiter that gave up already is simply dropped.
+                let _ = tx.send(None);
             }
         }
+        false
     }
 
     /// Returns a slot after a finished exchange, or adds a new worker's slot.
@@ -113,10 +150,11 @@ impl Queue {
             // Dropping the slot closes it; its worker thread sees the end and stops.
             return;
         }
-        while let Some(tx) = g.waiters.pop_front() {
-            match tx.send(slot) {
-                Ok(()) => return,
-                Err(back) => slot = back,
+        while let Some((_, tx)) = g.waiters.pop_front() {
+            match tx.send(Some(slot)) {
+                // That waiter gave up; the slot comes back.
+                Err(Some(back)) => slot = back,
+                Ok(()) | Err(None) => return,
             }
         }
         g.idle.push(slot);
@@ -144,7 +182,7 @@ impl Queue {
         let g = self.lock();
         (
             g.idle.len(),
-            g.waiters.iter().filter(|w| !w.is_closed()).count(),
+            g.waiters.iter().filter(|(_, w)| !w.is_closed()).count(),
         )
     }
 }

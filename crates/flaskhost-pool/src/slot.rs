@@ -152,15 +152,22 @@ const LARGE_RBUF: usize = 64 * 1024;
 
 pub struct Slot {
     pub worker: Arc<WorkerInfo>,
+    /// The deadline of the answer awaited on this slot, watched by the pool's sweeper.
+    pub(crate) watch: Arc<crate::sweep::Watch>,
     stream: UnixStream,
     rbuf: BytesMut,
     pub wbuf: Vec<u8>,
 }
 
 impl Slot {
-    pub fn new(worker: Arc<WorkerInfo>, stream: UnixStream) -> Slot {
+    pub(crate) fn new(
+        worker: Arc<WorkerInfo>,
+        stream: UnixStream,
+        watch: Arc<crate::sweep::Watch>,
+    ) -> Slot {
         Slot {
             worker,
+            watch,
             stream,
             rbuf: BytesMut::with_capacity(SMALL_RBUF),
             wbuf: Vec::with_capacity(8 * 1024),

@@ -280,7 +280,11 @@ impl Supervisor {
         for s in ours {
             let ready = async {
                 s.set_nonblocking(true)?;
-                let mut slot = Slot::new(info.clone(), UnixStream::from_std(s)?);
+                let mut slot = Slot::new(
+                    info.clone(),
+                    UnixStream::from_std(s)?,
+                    self.shared.sweeper.new_watch(),
+                );
                 let f = slot.read_frame().await?;
                 if f.kind != Kind::Ready {
                     return Err(std::io::Error::other(format!(
@@ -709,8 +713,11 @@ impl Supervisor {
     /// wait once it is ready, another).
     async fn scale_up(self: Arc<Self>) {
         let opts = &self.shared.opts;
+        let Some(pressure) = &self.shared.queue.pressure else {
+            return;
+        };
         loop {
-            self.shared.queue.pressure.notified().await;
+            pressure.notified().await;
             loop {
                 if self.shutting_down.load(Ordering::Relaxed) {
                     return;
