@@ -309,7 +309,8 @@ define_options! {
         serde: (deserialize_with = "crate::de::count::deserialize"),
     }
 
-    /// Longest a request may wait in the queue for a worker thread before it gets 503.
+    /// Longest a request may wait in the queue for a worker thread before it gets 503
+    /// (checked every tenth of the shorter of this and `timeout`, at most every 100 ms).
     queue_timeout: Duration {
         key: "queue-timeout",
         default: Value("30s"),
@@ -320,7 +321,8 @@ define_options! {
     }
 
     /// Longest the app may take to start its response once a worker has the request; after
-    /// it the client gets 504. Must be more than zero.
+    /// it the client gets 504 (checked as `queue-timeout` is, so up to one check late). Must
+    /// be more than zero.
     timeout: Duration {
         key: "timeout",
         default: Value("60s"),
