@@ -319,3 +319,39 @@ def test_max_connections_holds_new_clients_until_one_closes(serve):
     assert status_codes(data) == [200]
     waiting.close()
     held[1].close()
+
+
+def open_files_limit(pid):
+    """(soft, hard) 'Max open files' of a process, from /proc."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open-file limit in /proc/PID/limits")
+
+
+def test_open_file_limit_is_raised_to_the_hard_limit(serve):
+    """A soft limit below what max-connections needs (here 256) is raised to the hard one at
+    start, as Go programs do, so accept does not run out of descriptors first."""
+    import resource
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 256 or hard == resource.RLIM_INFINITY:
+        pytest.skip(f"needs a finite hard open-file limit above 256 (is {hard})")
+    low = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # noqa: E731
+    server = serve("hello:application", popen={"preexec_fn": low})
+    assert open_files_limit(server.pid) == (hard, hard)
+    assert server.get("/").status_code == 200
+    assert not server.find_lines("open-file limit")
+
+
+def test_open_file_limit_too_low_for_the_configuration_is_a_warning(serve):
+    """A hard limit below what the configuration needs is said at start, with what to do;
+    the server still serves."""
+    import resource
+    low = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))  # noqa: E731
+    server = serve("hello:application", "--max-connections", "1024", popen={"preexec_fn": low})
+    assert open_files_limit(server.pid) == (200, 200)
+    line = server.find_lines("open-file limit is 200")
+    assert line and "max-connections 1024" in line[0] and "ulimit -n" in line[0], server.tail()
+    assert server.get("/").status_code == 200

@@ -5,6 +5,7 @@
 mod activation;
 mod cli;
 mod control;
+mod fdlimit;
 mod metrics;
 mod notify;
 mod pidfile;

@@ -37,6 +37,12 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         }
     };
     crate::init_tracing(&cfg.log_level);
+    let slots = cfg
+        .lifecycle
+        .workers_max
+        .map_or(cfg.workers.get(), |m| m.get())
+        .saturating_mul(cfg.threads.get());
+    crate::fdlimit::raise(cfg.edge.limits.max_connections as u64, slots as u64);
     // `uid`/`gid` are looked up, and the switch checked to be possible, before anything
     // starts; a wrong user is a configuration error like any other.
     let run_as = match crate::privileges::resolve(&cfg.run_as)
