@@ -252,6 +252,33 @@ def test_environ_not_shared_between_requests(env_server):
     assert "HTTP_X_ONLY_FIRST" not in second
 
 
+def test_values_that_change_between_requests_are_never_stale(serve):
+    """A worker thread reuses the string of a value that repeats (Host, client address and
+    port, path, header values): whatever changes from one request to the next must show."""
+    server = serve("environ_echo:application")  # one worker, one thread: the same environs
+    seen = []
+    for i, (host, agent, path) in enumerate([
+        ("a.example", "agent/1", "/x"), ("a.example", "agent/1", "/x"),
+        ("b.example:81", "agent/1", "/x"), ("b.example:81", "agent/2", "/y"),
+        ("a.example", "agent/2" + "z" * 300, "/x"), ("a.example", "agent/1", "/x"),
+    ]):
+        conn = server.http_connection()
+        conn.connect()
+        port = conn.sock.getsockname()[1]
+        for _ in range(2):  # the same connection twice, then a new one (a new client port)
+            conn.request("GET", path, headers={"Host": host, "User-Agent": agent})
+            env = json.loads(conn.getresponse().read())
+            assert env["HTTP_HOST"] == host, i
+            assert env["SERVER_NAME"] == host.split(":")[0], i
+            assert env["SERVER_PORT"] == (host.split(":")[1] if ":" in host else str(server.port)), i
+            assert env["HTTP_USER_AGENT"] == agent, i
+            assert env["PATH_INFO"] == path, i
+            assert env["REMOTE_PORT"] == str(port), i
+            seen.append(env["REMOTE_PORT"])
+        conn.close()
+    assert len(set(seen)) == 6
+
+
 # ---- the interpreter: the app runs inside the venv --------------------------------------------
 def check_venv(info):
     venv = VENV.resolve()

@@ -99,12 +99,48 @@ struct Keys {
 pub(crate) struct EnvironBuilder {
     template: Py<PyDict>,
     keys: Keys,
-    /// Interned header keys (`HTTP_ACCEPT` …) and methods, bounded so that a client inventing
-    /// header names cannot grow it without end.
-    names: HashMap<Vec<u8>, Py<PyString>>,
+    /// Interned header keys (`HTTP_ACCEPT` …) and methods, with the header's last value,
+    /// bounded so that a client inventing header names cannot grow it without end.
+    names: HashMap<Vec<u8>, (Py<PyString>, Recent)>,
+    /// The last values of the variables that repeat from request to request.
+    path_info: Recent,
+    server_name: Recent,
+    server_port: Recent,
+    remote_addr: Recent,
+    remote_port: Recent,
 }
 
 const NAME_CACHE_MAX: usize = 512;
+
+/// A variable's last value and its `str`. A repeat (the same Host, client address and port,
+/// User-Agent or Accept on a kept-alive connection, as most are) reuses the string instead of
+/// decoding and allocating it again; strings are immutable, so two environs sharing one is
+/// invisible to the app.
+#[derive(Default)]
+struct Recent {
+    bytes: Vec<u8>,
+    value: Option<Py<PyString>>,
+}
+
+/// Longest value kept by [`Recent`] (a longer one is decoded every time).
+const RECENT_MAX: usize = 256;
+
+impl Recent {
+    fn get<'py>(&mut self, py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+        if let Some(v) = &self.value
+            && self.bytes == b
+        {
+            return v.bind(py).clone();
+        }
+        let s = latin1(py, b);
+        if b.len() <= RECENT_MAX {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(b);
+            self.value = Some(s.clone().unbind());
+        }
+        s
+    }
+}
 
 impl EnvironBuilder {
     pub(crate) fn new(py: Python<'_>, opts: SlotOptions) -> PyResult<EnvironBuilder> {
@@ -120,6 +156,24 @@ impl EnvironBuilder {
         t.set_item("wsgi.input_terminated", true)?;
         t.set_item("SERVER_SOFTWARE", "flaskhost")?;
         let k = |s: &str| PyString::intern(py, s).unbind();
+        // Every variable `build` always sets is in the template already (a placeholder it
+        // overwrites), so a copy has them in its table: setting one replaces a value instead of
+        // inserting a key, and the dict is not grown and rehashed on each request.
+        for key in [
+            "REQUEST_METHOD",
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "SERVER_NAME",
+            "SERVER_PORT",
+            "SERVER_PROTOCOL",
+            "REMOTE_ADDR",
+            "REMOTE_PORT",
+            "wsgi.url_scheme",
+            "wsgi.input",
+        ] {
+            t.set_item(k(key), "")?;
+        }
         Ok(EnvironBuilder {
             template: t.unbind(),
             keys: Keys {
@@ -139,21 +193,41 @@ impl EnvironBuilder {
                 protocols: [k("HTTP/1.0"), k("HTTP/1.1"), k("HTTP/2")],
             },
             names: HashMap::new(),
+            path_info: Recent::default(),
+            server_name: Recent::default(),
+            server_port: Recent::default(),
+            remote_addr: Recent::default(),
+            remote_port: Recent::default(),
         })
     }
 
     fn name<'py>(&mut self, py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-        if let Some(s) = self.names.get(b) {
+        if let Some((s, _)) = self.names.get(b) {
             return s.bind(py).clone();
         }
         let s = latin1(py, b);
         if self.names.len() < NAME_CACHE_MAX {
             // Interning makes the dict's key hashing and comparisons pointer-fast later.
             let s = PyString::intern(py, &s.to_string_lossy());
-            self.names.insert(b.to_vec(), s.clone().unbind());
+            self.names
+                .insert(b.to_vec(), (s.clone().unbind(), Recent::default()));
             return s;
         }
         s
+    }
+
+    /// A header's environ key and value, the value reused when it repeats.
+    fn header<'py>(
+        &mut self,
+        py: Python<'py>,
+        name: &[u8],
+        value: &[u8],
+    ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        let key = self.name(py, name);
+        match self.names.get_mut(name) {
+            Some((_, recent)) => (key, recent.get(py, value)),
+            None => (key, latin1(py, value)),
+        }
     }
 
     pub(crate) fn build<'py>(
@@ -166,27 +240,36 @@ impl EnvironBuilder {
         let method = {
             let m = h.method;
             match self.names.get(m) {
-                Some(s) => s.bind(py).clone(),
+                Some((s, _)) => s.bind(py).clone(),
                 None => self.name(py, m),
             }
         };
         let k = &self.keys;
         env.set_item(k.request_method.bind(py), method)?;
         env.set_item(k.script_name.bind(py), latin1(py, h.script_name))?;
-        env.set_item(k.path_info.bind(py), latin1(py, h.path_info))?;
+        env.set_item(k.path_info.bind(py), self.path_info.get(py, h.path_info))?;
         env.set_item(k.query_string.bind(py), latin1(py, h.query))?;
-        env.set_item(k.server_name.bind(py), latin1(py, h.server_name))?;
-        env.set_item(k.server_port.bind(py), latin1(py, h.server_port))?;
+        env.set_item(
+            k.server_name.bind(py),
+            self.server_name.get(py, h.server_name),
+        )?;
+        env.set_item(
+            k.server_port.bind(py),
+            self.server_port.get(py, h.server_port),
+        )?;
         let proto = match h.version {
             request::Version::Http10 => &k.protocols[0],
             request::Version::Http11 => &k.protocols[1],
             request::Version::Http2 => &k.protocols[2],
         };
         env.set_item(k.server_protocol.bind(py), proto.bind(py))?;
-        env.set_item(k.remote_addr.bind(py), latin1(py, h.remote_addr))?;
-        let mut port = itoa_buf(h.remote_port);
-        env.set_item(k.remote_port.bind(py), latin1(py, port.as_slice()))?;
-        port.clear();
+        env.set_item(
+            k.remote_addr.bind(py),
+            self.remote_addr.get(py, h.remote_addr),
+        )?;
+        let mut digits = [0u8; 5];
+        let port = decimal(h.remote_port, &mut digits);
+        env.set_item(k.remote_port.bind(py), self.remote_port.get(py, port))?;
         let scheme = if h.https { &k.https } else { &k.http };
         env.set_item(k.url_scheme.bind(py), scheme.bind(py))?;
         env.set_item(k.input.bind(py), input)?;
@@ -194,15 +277,24 @@ impl EnvironBuilder {
             let (name, value) = pair.map_err(|e| {
                 pyo3::exceptions::PyValueError::new_err(format!("bad request head: {e}"))
             })?;
-            let key = self.name(py, name);
-            env.set_item(key, latin1(py, value))?;
+            let (key, value) = self.header(py, name, value);
+            env.set_item(key, value)?;
         }
         Ok(env)
     }
 }
 
-fn itoa_buf(v: u16) -> Vec<u8> {
-    v.to_string().into_bytes()
+/// `v` in decimal, written at the end of `buf`.
+fn decimal(mut v: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// Serves one slot until the front closes it.
@@ -345,6 +437,19 @@ fn handle(
                 }
             );
             sr.borrow_mut().fail(py, e.to_string().as_str())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal;
+
+    #[test]
+    fn ports_in_decimal() {
+        let mut buf = [0u8; 5];
+        for v in [0u16, 7, 10, 443, 8000, 65535] {
+            assert_eq!(decimal(v, &mut buf), v.to_string().as_bytes());
         }
     }
 }
