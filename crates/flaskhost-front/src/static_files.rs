@@ -842,7 +842,9 @@ impl Mount {
         let content = match &o.content {
             Content::Memory(bytes) => Kept::Memory {
                 bytes: bytes.clone(),
-                held: (len >= zerocopy::MIN_LEN)
+                // Only when the bytes read are the whole file the stamp describes: the
+                // mapping then holds the same bytes and the same length.
+                held: (len >= zerocopy::MIN_LEN && bytes.len() as u64 == len)
                     .then(|| open_same(&o.path, o.facts.stamp))
                     .flatten()
                     .and_then(|f| Held::new(Arc::new(f), len)),
