@@ -16,3 +16,29 @@ pub mod response;
 pub mod sync;
 
 pub use frame::{FrameError, Kind};
+
+/// `n` in decimal, written at the end of `buf` (no allocation, no `core::fmt`): ports,
+/// lengths and address octets on the request path.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        // A digit: the cast cannot truncate.
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal() {
+        let mut buf = [0u8; 20];
+        for n in [0u64, 7, 10, 443, 65535, 1 << 40, u64::MAX] {
+            assert_eq!(super::decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
+}

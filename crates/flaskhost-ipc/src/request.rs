@@ -169,10 +169,10 @@ pub fn encode<'h>(
     } else {
         host_name.as_bytes()
     });
-    let mut port_buf = [0u8; 5];
+    let mut port_buf = [0u8; 20];
     let port: &[u8] = match host_port {
         Some(p) => p.as_bytes(),
-        None if meta.local_port != 0 => fmt_u16(meta.local_port, &mut port_buf),
+        None if meta.local_port != 0 => crate::decimal(u64::from(meta.local_port), &mut port_buf),
         None if meta.https => b"443",
         None => b"80",
     };
@@ -246,19 +246,6 @@ fn valid_port(p: &str) -> bool {
     !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn fmt_u16(mut v: u16, out: &mut [u8; 5]) -> &[u8] {
-    let mut i = out.len();
-    loop {
-        i -= 1;
-        out[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    &out[i..]
-}
-
 fn fmt_ip(addr: SocketAddr, out: &mut [u8; 64]) -> usize {
     use std::io::Write;
     let mut cur = std::io::Cursor::new(&mut out[..]);
@@ -276,8 +263,8 @@ fn fmt_ip(addr: SocketAddr, out: &mut [u8; 64]) -> usize {
                 out[n] = b'.';
                 n += 1;
             }
-            let mut digits = [0u8; 5];
-            let d = fmt_u16(u16::from(octet), &mut digits);
+            let mut digits = [0u8; 20];
+            let d = crate::decimal(u64::from(octet), &mut digits);
             out[n..n + d.len()].copy_from_slice(d);
             n += d.len();
         }

@@ -267,8 +267,8 @@ impl EnvironBuilder {
             k.remote_addr.bind(py),
             self.remote_addr.get(py, h.remote_addr),
         )?;
-        let mut digits = [0u8; 5];
-        let port = decimal(h.remote_port, &mut digits);
+        let mut digits = [0u8; 20];
+        let port = flaskhost_ipc::decimal(u64::from(h.remote_port), &mut digits);
         env.set_item(k.remote_port.bind(py), self.remote_port.get(py, port))?;
         let scheme = if h.https { &k.https } else { &k.http };
         env.set_item(k.url_scheme.bind(py), scheme.bind(py))?;
@@ -281,19 +281,6 @@ impl EnvironBuilder {
             env.set_item(key, value)?;
         }
         Ok(env)
-    }
-}
-
-/// `v` in decimal, written at the end of `buf`.
-fn decimal(mut v: u16, buf: &mut [u8; 5]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[at..];
-        }
     }
 }
 
@@ -437,19 +424,6 @@ fn handle(
                 }
             );
             sr.borrow_mut().fail(py, e.to_string().as_str())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decimal;
-
-    #[test]
-    fn ports_in_decimal() {
-        let mut buf = [0u8; 5];
-        for v in [0u16, 7, 10, 443, 8000, 65535] {
-            assert_eq!(decimal(v, &mut buf), v.to_string().as_bytes());
         }
     }
 }
