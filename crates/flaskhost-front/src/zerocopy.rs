@@ -188,16 +188,7 @@ impl SendFile for tokio::net::TcpStream {
         offset: u64,
         len: usize,
     ) -> Poll<io::Result<usize>> {
-        let socket = self.as_raw_fd();
-        loop {
-            std::task::ready!(self.poll_write_ready(cx))?;
-            match self.try_io(tokio::io::Interest::WRITABLE, || {
-                sendfile_once(socket, file, offset, len)
-            }) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
-        }
+        poll_writing(self, cx, |socket| sendfile_once(socket, file, offset, len))
     }
 
     fn poll_write_more(
@@ -205,13 +196,23 @@ impl SendFile for tokio::net::TcpStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let socket = self.as_raw_fd();
-        loop {
-            std::task::ready!(self.poll_write_ready(cx))?;
-            match self.try_io(tokio::io::Interest::WRITABLE, || send_more(socket, bufs)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                r => return Poll::Ready(r),
-            }
+        poll_writing(self, cx, |socket| send_more(socket, bufs))
+    }
+}
+
+/// Runs the write `op` on the socket when it is writable, again after each `WouldBlock`
+/// (tokio clears the readiness it saw), until it writes or fails.
+fn poll_writing(
+    stream: &tokio::net::TcpStream,
+    cx: &mut Context<'_>,
+    mut op: impl FnMut(RawFd) -> io::Result<usize>,
+) -> Poll<io::Result<usize>> {
+    let socket = stream.as_raw_fd();
+    loop {
+        std::task::ready!(stream.poll_write_ready(cx))?;
+        match stream.try_io(tokio::io::Interest::WRITABLE, || op(socket)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return Poll::Ready(r),
         }
     }
 }

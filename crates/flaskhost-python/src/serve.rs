@@ -223,11 +223,11 @@ impl EnvironBuilder {
         name: &[u8],
         value: &[u8],
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
-        let key = self.name(py, name);
-        match self.names.get_mut(name) {
-            Some((_, recent)) => (key, recent.get(py, value)),
-            None => (key, latin1(py, value)),
+        // One lookup for a known name; a new one is interned (its value kept from next time).
+        if let Some((key, recent)) = self.names.get_mut(name) {
+            return (key.bind(py).clone(), recent.get(py, value));
         }
+        (self.name(py, name), latin1(py, value))
     }
 
     pub(crate) fn build<'py>(
