@@ -38,6 +38,11 @@ APP_DIR = BENCH / "app"
 STATIC_DIR = APP_DIR / "static"
 ANCHORS = BENCH / ".anchors"
 VENV = ANCHORS / "venv"
+# The anchors venv's CPython linked against its static libpython (bench/setup), in a venv layout
+# that uses the anchors venv's packages: the "static libpython" rows (flaskhost links libpython
+# statically; the installed interpreter is a shared-libpython build).
+VENV_STATIC = ANCHORS / "venv-static"
+STATIC_PY_SKIPPED = ANCHORS / "python-static.skipped"  # bench/setup's reason when there is none
 TLS_CERT = ANCHORS / "tls" / "cert.pem"
 TLS_KEY = ANCHORS / "tls" / "key.pem"
 ECHO_LUA = BENCH / "lua" / "echo-1k.lua"
@@ -256,12 +261,17 @@ class Context:
         self.pin = args.pin
         self.running: list[Running] = []
         self.pidfile = out / "run.pids"
-        self.env = dict(os.environ)
-        self.env["VIRTUAL_ENV"] = str(VENV)
-        self.env["PATH"] = f"{VENV / 'bin'}:{self.env.get('PATH', '/usr/bin:/bin')}"
-        self.env.pop("PYTHONHOME", None)
-        self.env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self.env = self.venv_env(VENV)
         self._flaskhost_help: str | None = None
+
+    @staticmethod
+    def venv_env(venv: Path) -> dict:
+        env = dict(os.environ)
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
+        env.pop("PYTHONHOME", None)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        return env
 
     # -- process management ------------------------------------------------------------------
     def pinned(self, cmd: list[str], cpu: str) -> list[str]:
@@ -269,12 +279,13 @@ class Context:
             cmd = ["nice", "-n", str(self.args.nice), *cmd]
         return ["taskset", "-c", cpu, *cmd] if self.pin else cmd
 
-    def spawn(self, name: str, cmd: list[str], cwd: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    def spawn(self, name: str, cmd: list[str], cwd: Path | None = None,
+              env: dict | None = None) -> tuple[subprocess.Popen, Path]:
         logf = self.logs / f"{name}.log"
         fh = open(logf, "ab")
         fh.write(f"\n$ {shlex.join(cmd)}\n".encode())
         fh.flush()
-        p = subprocess.Popen(self.pinned(cmd, self.cpu_server), cwd=cwd, env=self.env, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(self.pinned(cmd, self.cpu_server), cwd=cwd, env=env or self.env, stdin=subprocess.DEVNULL,
                              stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         fh.close()
         with open(self.pidfile, "a") as f:
@@ -390,6 +401,15 @@ def venv_bin(name: str) -> str:
     return str(VENV / "bin" / name)
 
 
+def static_python() -> str:
+    """The static-libpython interpreter (in its venv layout); raises Unsupported if there is none."""
+    py = VENV_STATIC / "bin" / "python"
+    if os.path.isfile(py) and os.access(py, os.X_OK):
+        return str(py)
+    why = read_text(STATIC_PY_SKIPPED).strip() or "not built"
+    raise Unsupported(f"no static-libpython interpreter: {why} (bench/setup)", permanent=True)
+
+
 def start_flaskhost(ctx: Context, tls: bool) -> Running:
     exe = ctx.args.flaskhost
     if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
@@ -450,19 +470,26 @@ def start_gunicorn(ctx: Context, worker_class: str) -> Running:
     return run
 
 
-def start_granian(ctx: Context, tls: bool) -> Running:
+def start_granian(ctx: Context, tls: bool, static_py: bool = False) -> Running:
+    # static_py: the same granian run by the static-libpython interpreter (`python -m granian`).
+    exe = [static_python(), "-m", "granian"] if static_py else [venv_bin("granian")]
     port = free_port()
-    cmd = [venv_bin("granian"), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+    cmd = [*exe, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
            "--workers", str(ctx.args.workers), "--blocking-threads", str(ctx.args.threads),
            "--runtime-threads", "1", "--no-ws", "--log-level", "warning", "--no-access-log",
            "--working-dir", str(APP_DIR)]
     if tls:
         cmd += ["--ssl-certificate", str(TLS_CERT), "--ssl-keyfile", str(TLS_KEY)]
     cmd += ["app:app"]
-    p, logf = ctx.spawn("granian-tls" if tls else "granian", cmd, cwd=APP_DIR)
+    name = "granian-tls" if tls else "granian-static" if static_py else "granian"
+    p, logf = ctx.spawn(name, cmd, cwd=APP_DIR, env=ctx.venv_env(VENV_STATIC) if static_py else None)
     run = Running([p], http_port=None if tls else port, tls_port=port if tls else None, logs=[logf])
     ctx.running.append(run)
     ctx.wait_ready(run)
+    if static_py:  # the point of the row: no process of it may use a shared libpython
+        shared = [pid for pid in run.tree() if "/libpython" in read_text(f"/proc/{pid}/maps")]
+        if shared:
+            raise Unsupported(f"processes {shared} map a shared libpython", permanent=True)
     return run
 
 
@@ -583,6 +610,8 @@ def build_servers(ctx: Context) -> list[Server]:
                lambda c: start_gunicorn(c, "sync"), closes=True),
         Server("gunicorn-gthread", "gunicorn gthread", pt, http_flask, lambda c: start_gunicorn(c, "gthread")),
         Server("granian", "granian (WSGI)", pt, http_flask, lambda c: start_granian(c, False)),
+        Server("granian-static", "granian (WSGI, static libpython)", pt, http_flask,
+               lambda c: start_granian(c, False, static_py=True)),
         Server("granian-tls", "granian (WSGI)", pt, ["tls-hello", "tls-newconn-hello"], lambda c: start_granian(c, True)),
         Server("nginx-static", "nginx (static files)", "1 worker", static + ["tls-static-1k", "tls-newconn-static"],
                lambda c: start_nginx(c, False)),
@@ -732,13 +761,29 @@ def summarize(runs: list[dict], pss: int | None, nprocs: int | None, conns: int 
     }
 
 
-def ceiling_run(ctx: Context, route: Route, seconds: float, warmup: float) -> dict:
+# The in-process loop's rows: key -> label. "ceiling-static" is the same loop run by the
+# static-libpython interpreter.
+CEILINGS = {"ceiling": "in-process ceiling", "ceiling-static": "in-process ceiling (static libpython)"}
+
+
+def ceiling_python(key: str) -> tuple[str, dict | None]:
+    """(interpreter, environment or None for the default) for a CEILINGS key; may raise Unsupported."""
+    if key == "ceiling-static":
+        return static_python(), Context.venv_env(VENV_STATIC)
+    return venv_bin("python"), None
+
+
+def ceiling_run(ctx: Context, route: Route, seconds: float, warmup: float, key: str = "ceiling") -> dict:
     """One run of the in-process loop (bench/ceiling.py) on the server core."""
-    cmd = ctx.pinned([venv_bin("python"), str(BENCH / "ceiling.py"), "--app-dir", str(APP_DIR), "--route", route.id,
+    try:
+        py, env = ceiling_python(key)
+    except Unsupported as e:
+        return {"error": str(e)}
+    cmd = ctx.pinned([py, str(BENCH / "ceiling.py"), "--app-dir", str(APP_DIR), "--route", route.id,
                       "--seconds", str(seconds), "--warmup", str(warmup)], ctx.cpu_server)
     m0, t0 = machine_busy_ticks(), time.monotonic()
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 60, env=ctx.env)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 60, env=env or ctx.env)
     except subprocess.TimeoutExpired:
         return {"error": "timed out"}
     try:
@@ -826,7 +871,7 @@ def render(results: dict, args, meta: dict) -> str:
             rpc = "—" if res.get("req_per_cpu_s") is None else f"{res['req_per_cpu_s']:,.0f}"
             label = f"**{row['label']}**" if row["flaskhost"] else row["label"]
             r_rps = "1.00×" if row["flaskhost"] else fmt_ratio(fh_rps, res["rps"])
-            r_pss = "1.00×" if row["flaskhost"] else "—" if row["key"] == "ceiling" else fmt_ratio(fh_pss, res.get("pss_kib"))
+            r_pss = "1.00×" if row["flaskhost"] else "—" if row["key"] in CEILINGS else fmt_ratio(fh_pss, res.get("pss_kib"))
             lines.append(f"| {label} | {row['config']} | {fmt_rps(res['rps'])}{note} | {spread} | "
                          f"{fmt_ms(res.get('p50_ms'))} | {fmt_ms(res.get('p99_ms'))} | {pss} | {scpu} | {rpc} | {wcpu} | "
                          f"{r_rps} | {r_pss} |")
@@ -872,8 +917,10 @@ def render_targets(results: dict) -> str:
 
     for rid in ("hello", "json", "echo"):
         check(f"{rid}: req/s ≥ 1.2× granian", rid, "granian", ">=", 1.2)
+        check(f"{rid}: req/s ≥ 1.2× granian (static libpython)", rid, "granian-static", ">=", 1.2)
         check(f"{rid}: req/s ≥ 2× nginx+uWSGI", rid, "nginx-uwsgi", ">=", 2.0)
         check(f"{rid}: req/s ≥ 0.75× in-process ceiling", rid, "ceiling", ">=", 0.75)
+        check(f"{rid}: req/s ≥ 0.75× in-process ceiling (static libpython)", rid, "ceiling-static", ">=", 0.75)
     check("static 1 KiB: req/s ≥ nginx", "static-1k", "nginx-static", ">=", 1.0)
     check("static 100 KiB: req/s ≥ nginx", "static-100k", "nginx-static", ">=", 1.0)
     check("TLS new connections/s ≥ nginx (static 1 KiB)", "tls-newconn-static", "nginx-static", ">=", 1.0,
@@ -934,6 +981,8 @@ def machine_meta(args) -> dict:
             "nginx": ver(["nginx", "-v"]),
             "wrk": ver(["wrk", "-v"]),
             "python": ver([py, "--version"]),
+            "python (static libpython)": ver([str(VENV_STATIC / "bin" / "python"), "--version"])
+                                         if (VENV_STATIC / "bin" / "python").exists() else "not built",
             "flask": ver([py, "-c", "import importlib.metadata as m; print(m.version('flask'))"]),
             "uwsgi": ver([venv_bin("uwsgi"), "--version"]),
             "gunicorn": ver([venv_bin("gunicorn"), "--version"]),
@@ -988,7 +1037,7 @@ def main() -> int:
     ctx = Context(args, out)
     servers = build_servers(ctx)
     if args.list:
-        print("servers:", ", ".join(["ceiling"] + [s.key for s in servers]))
+        print("servers:", ", ".join([*CEILINGS] + [s.key for s in servers]))
         print("routes: ", ", ".join(r.id for r in ROUTES))
         return 0
     want_servers = set(filter(None, args.servers.split(","))) or None
@@ -1002,8 +1051,8 @@ def main() -> int:
     # Rough duration estimate.
     n_rows = sum(1 for s in servers if want_servers is None or s.key in want_servers
                  for rid in s.routes if route_wanted(rid))
-    if want_servers is None or "ceiling" in want_servers:
-        n_rows += sum(1 for r in ROUTES if r.ceiling and route_wanted(r.id))
+    want_ceilings = [k for k in CEILINGS if want_servers is None or k in want_servers]
+    n_rows += len(want_ceilings) * sum(1 for r in ROUTES if r.ceiling and route_wanted(r.id))
     est = n_rows * (args.warmup + args.runs * args.duration + 2.5)
     log(f"{n_rows} rows × ({args.warmup:g} s warm-up + {args.runs} × {args.duration:g} s): at most ~{est / 60:.0f} min")
 
@@ -1016,7 +1065,7 @@ def main() -> int:
     meta = machine_meta(args)
     meta["command"] = " ".join(["bench/run", *sys.argv[1:]])
     results: dict[str, list] = {}
-    order = {s.key: i for i, s in enumerate(servers)}
+    order = {k: i for i, k in enumerate([s.key for s in servers] + list(CEILINGS))}
     t_start = time.monotonic()
 
     closes = {s.key for s in servers if s.closes}
@@ -1034,8 +1083,7 @@ def main() -> int:
             log(f"{key} {rid}: {res['rps']:,.0f} req/s, p99 {fmt_ms(res['p99_ms'])}, PSS {pss}, "
                 f"server CPU {res['server_cpu'] * 100:.0f}%, other CPU {(res.get('other_cpu') or 0) * 100:.0f}%")
 
-    failed: dict[str, str] = {}  # server key -> why it could not start (not retried for later routes)
-    want_ceiling = want_servers is None or "ceiling" in want_servers
+    failed: dict[str, str] = {}  # server or ceiling key -> why it could not start (not retried for later routes)
     try:
         # Route by route. For each route every server is started (fresh, on a fresh port: client-
         # closed connections leave TIME_WAIT entries per destination port that would slow the next
@@ -1077,23 +1125,35 @@ def main() -> int:
                 if reason:
                     add(route.id, server.key, server.label, server.config, server.is_flaskhost, {"na": reason})
                     report(server.key, route.id, {"na": reason})
-            with_ceiling = want_ceiling and route.ceiling
-            if not live and not with_ceiling:
+            ceilings = []  # the in-process loops to run on this route
+            for key in (want_ceilings if route.ceiling else []):
+                reason = failed.get(key)
+                if not reason:
+                    try:
+                        ceiling_python(key)
+                    except Unsupported as e:
+                        reason = failed[key] = str(e)
+                if reason:
+                    add(route.id, key, CEILINGS[key], "1 process, no server", False, {"na": reason})
+                    report(key, route.id, {"na": reason})
+                else:
+                    ceilings.append(key)
+            if not live and not ceilings:
                 continue
-            log(f"{route.id}: {len(live) + with_ceiling} rows, {args.runs} round(s) of {args.duration:g} s")
+            log(f"{route.id}: {len(live) + len(ceilings)} rows, {args.runs} round(s) of {args.duration:g} s")
             wait_idle(ctx)
             if args.warmup > 0:
                 for sv, run in live:
                     wrk(ctx, route_url(run, route), route, args.warmup, route_conns(ctx, route))
             runs: dict[str, list] = {sv.key: [] for sv, _ in live}
-            runs["ceiling"] = []
+            runs.update({key: [] for key in ceilings})
             pss: dict[str, tuple] = {}
-            entries = [(sv.key, run) for sv, run in live] + ([("ceiling", None)] if with_ceiling else [])
+            entries = [(sv.key, run) for sv, run in live] + [(key, None) for key in ceilings]
             for rnd in range(args.runs):
                 k = rnd % len(entries)
                 for key, run in entries[k:] + entries[:k]:
                     if run is None:
-                        runs[key].append(ceiling_run(ctx, route, args.duration, args.warmup if rnd == 0 else 1.0))
+                        runs[key].append(ceiling_run(ctx, route, args.duration, args.warmup if rnd == 0 else 1.0, key))
                         last = runs[key][-1]
                         pss[key] = (last.get("pss_kib"), 1)
                     else:
@@ -1107,10 +1167,10 @@ def main() -> int:
                 add(route.id, sv.key, sv.label, sv.config, sv.is_flaskhost, res)
                 report(sv.key, route.id, res)
                 ctx.stop(run)
-            if with_ceiling:
-                res = summarize(runs["ceiling"], *pss.get("ceiling", (None, None)), None, None)
-                add(route.id, "ceiling", "in-process ceiling", "1 process, no server", False, res)
-                report("ceiling", route.id, res)
+            for key in ceilings:
+                res = summarize(runs[key], *pss.get(key, (None, None)), None, None)
+                add(route.id, key, CEILINGS[key], "1 process, no server", False, res)
+                report(key, route.id, res)
             ctx.stop_all()
     except KeyboardInterrupt:
         log("interrupted: stopping servers")
