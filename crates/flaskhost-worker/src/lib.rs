@@ -18,6 +18,7 @@ use flaskhost_python::serve::{self, SlotOptions};
 use flaskhost_python::{App, InterpOptions, interp};
 
 pub use flaskhost_python::app::AppTarget as Target;
+pub use flaskhost_python::python_description;
 pub use flaskhost_python::serve::SlotOptions as Slots;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
@@ -75,6 +76,14 @@ fn load(args: &WorkerArgs) -> Result<App, String> {
     .map_err(|e| e.to_string())?;
     tracing::debug!(python = %info.version, executable = %info.executable, "python started");
     let app = app::load(&args.target).map_err(|e| e.to_string())?;
+    if let Some(second) = flaskhost_python::shared_libpython_loaded() {
+        tracing::error!(
+            "importing the app loaded {second}: an extension module is linked against the shared \
+             libpython, while this flaskhost has CPython linked in statically, so the process now \
+             holds two CPythons and may crash; rebuild flaskhost with FLASKHOST_LIBPYTHON=shared \
+             (README, \"Which Python\")"
+        );
+    }
     app.enable_traceback_dump();
     Ok(app)
 }

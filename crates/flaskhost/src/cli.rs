@@ -330,20 +330,32 @@ pub struct WorkerArgs {
 
 /// Parses the command line, with each option's help taken from the option table.
 pub fn parse() -> Result<Cli, clap::Error> {
-    let cmd = Cli::command().mut_subcommand("serve", |sub| {
-        let mut sub = sub;
-        for info in flaskhost_config::OPTIONS {
-            let key = info.key;
-            let id = sub
-                .get_arguments()
-                .find(|a| a.get_long() == Some(key))
-                .map(|a| a.get_id().clone());
-            if let Some(id) = id {
-                sub = sub.mut_arg(id, |a| a.help(info.summary()));
+    // `--version` also says which CPython is embedded and how it is linked (asked of the
+    // dynamic linker). Built once per process; clap keeps a `&'static str`.
+    let version: &'static str = Box::leak(
+        format!(
+            "{}\n{}",
+            env!("CARGO_PKG_VERSION"),
+            flaskhost_worker::python_description()
+        )
+        .into_boxed_str(),
+    );
+    let cmd = Cli::command()
+        .long_version(version)
+        .mut_subcommand("serve", |sub| {
+            let mut sub = sub;
+            for info in flaskhost_config::OPTIONS {
+                let key = info.key;
+                let id = sub
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(key))
+                    .map(|a| a.get_id().clone());
+                if let Some(id) = id {
+                    sub = sub.mut_arg(id, |a| a.help(info.summary()));
+                }
             }
-        }
-        sub
-    });
+            sub
+        });
     let matches = cmd.try_get_matches()?;
     Cli::from_arg_matches(&matches)
 }
