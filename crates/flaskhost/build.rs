@@ -57,9 +57,6 @@ fn main() {
                 println!("cargo:rustc-link-arg-bins={flag}");
             }
         }
-        println!("cargo:rustc-env=FLASKHOST_LIBPYTHON_LINK=static");
-    } else {
-        println!("cargo:rustc-env=FLASKHOST_LIBPYTHON_LINK=shared");
     }
     // Always: the bins' test targets and a shared build load libpython.so from here.
     if !vars.libdir.is_empty() {
