@@ -55,8 +55,9 @@ def format_exception(exc):
 def after_load():
     """Called in the fork server once the app is imported, before workers are forked.
 
-    ``gc.freeze()`` moves every object to a permanent generation so that the collector does
-    not write to (and so copy) the pages the workers share with the fork server.
+    Then the server makes the surviving objects immortal (unless ``preload-immortal`` is off)
+    and calls ``gc.freeze()``, which moves every object to a permanent generation so that the
+    collector does not write to (and so copy) the pages the workers share with the fork server.
 
     The ``idna`` codec is looked up first: werkzeug's ``Map.bind`` encodes the Host with it on
     every request, so a Flask app would otherwise import ``encodings.idna`` (and
@@ -72,7 +73,6 @@ def after_load():
     except LookupError:
         pass
     gc.collect()
-    gc.freeze()
 
 
 def enable_traceback_dump(signum):

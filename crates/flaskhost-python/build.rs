@@ -15,5 +15,16 @@ fn main() {
         cfg.version().major,
         cfg.version().minor
     );
+    // Immortal objects as src/immortal.rs writes them: CPython 3.12 and 3.13 (PEP 683), with
+    // the GIL, 64-bit. 3.14 changed the representation; 3.11 has none.
+    println!("cargo::rustc-check-cfg=cfg(immortal_objects)");
+    let minor = cfg.version().minor;
+    if cfg.version().major == 3
+        && (12..14).contains(&minor)
+        && !cfg.is_free_threaded()
+        && std::env::var("CARGO_CFG_TARGET_POINTER_WIDTH").as_deref() == Ok("64")
+    {
+        println!("cargo:rustc-cfg=immortal_objects");
+    }
     println!("cargo:rerun-if-changed=../../python/flaskhost_boot.py");
 }

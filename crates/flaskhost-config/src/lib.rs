@@ -111,6 +111,8 @@ pub struct ServeConfig {
     /// The app's virtualenv (`--venv`, else `VIRTUAL_ENV`).
     pub venv: Option<PathBuf>,
     pub lazy_apps: bool,
+    /// Make the objects alive after the app's import immortal before forking workers.
+    pub preload_immortal: bool,
     pub queue_size: usize,
     pub queue_timeout: Duration,
     /// Longest the app may take to start its response (504 after).

@@ -298,6 +298,21 @@ define_options! {
         serde: (deserialize_with = "crate::de::flag::deserialize"),
     }
 
+    /// Before forking the workers (not with `lazy-apps`), make every object the app's import
+    /// left alive immortal (CPython 3.12 and 3.13; PEP 683), so that the workers' reference
+    /// counting does not copy the pages they share with the fork server: less memory per
+    /// worker. Such an object is never freed in a worker, so its `__del__` or weakref callback
+    /// does not run there, and `sys.getrefcount` of it is huge. Off: `gc.freeze()` only, as
+    /// before. Ignored on CPython 3.11.
+    preload_immortal: bool {
+        key: "preload-immortal",
+        default: Value("true"),
+        example: "preload-immortal = false",
+        equivalent: "",
+        env: Single,
+        serde: (deserialize_with = "crate::de::flag::deserialize"),
+    }
+
     /// Most requests that may wait for a free worker thread; beyond it requests get 503
     /// at once. 0 means a request is only accepted when a thread is free.
     queue_size: usize {

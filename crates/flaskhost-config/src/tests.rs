@@ -105,6 +105,7 @@ fn defaults() {
     assert_eq!(config.chdir, None);
     assert_eq!(config.venv, None);
     assert!(!config.lazy_apps);
+    assert!(config.preload_immortal);
     assert_eq!(config.queue_size, 1024);
     assert_eq!(config.queue_timeout, Duration::from_secs(30));
     assert_eq!(config.timeout, Duration::from_secs(60));
@@ -300,6 +301,7 @@ fn cli_options_round_trip_through_the_merge() {
         threads: Some(1024),
         venv: Some("/srv/venv".into()),
         lazy_apps: Some(true),
+        preload_immortal: Some(false),
         queue_size: Some(7),
         queue_timeout: Some(Duration::from_nanos(1_500_000_001)),
         timeout: Some(Duration::from_millis(250)),
@@ -328,6 +330,7 @@ fn cli_options_round_trip_through_the_merge() {
     assert_eq!(config.threads.get(), 1024);
     assert_eq!(config.venv, Some(PathBuf::from("/srv/venv")));
     assert!(config.lazy_apps);
+    assert!(!config.preload_immortal);
     assert_eq!(config.queue_size, 7);
     assert_eq!(config.queue_timeout, Duration::from_nanos(1_500_000_001));
     assert_eq!(config.timeout, Duration::from_millis(250));
@@ -361,6 +364,7 @@ fn every_options_field_is_in_the_table() {
         threads: Some(0),
         venv: Some(PathBuf::new()),
         lazy_apps: Some(false),
+        preload_immortal: Some(false),
         queue_size: Some(0),
         queue_timeout: Some(Duration::ZERO),
         timeout: Some(Duration::ZERO),

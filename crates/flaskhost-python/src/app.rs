@@ -83,17 +83,31 @@ pub fn load(target: &AppTarget) -> Result<App, LoadError> {
 
 impl App {
     /// Runs once in the fork server after the import: the slots' own Python objects made
-    /// ([`crate::serve::prepare_for_fork`]), a full collection, then `gc.freeze()`, so that
-    /// forked workers share the app's pages instead of copying them.
-    pub fn prepare_for_fork(&self) {
+    /// ([`crate::serve::prepare_for_fork`]), a full collection, with `immortal` the objects
+    /// left made immortal ([`crate::immortal`]), then `gc.freeze()`, so that forked workers
+    /// share the app's pages instead of copying them.
+    pub fn prepare_for_fork(&self, immortal: bool) -> Option<crate::immortal::Immortalized> {
         Python::attach(|py| {
             if let Err(e) = crate::serve::prepare_for_fork(py) {
                 tracing::warn!("preparing the WSGI objects before forking failed: {e}");
             }
             if let Err(e) = self.boot.bind(py).call_method0("after_load") {
+                tracing::warn!("preparing the app's objects before forking failed: {e}");
+            }
+            let done = if immortal {
+                crate::immortal::immortalize(py)
+                    .inspect_err(|e| {
+                        tracing::warn!("making the app's objects immortal failed: {e}")
+                    })
+                    .ok()
+            } else {
+                None
+            };
+            if let Err(e) = py.import("gc").and_then(|gc| gc.call_method0("freeze")) {
                 tracing::warn!("gc.freeze() before forking failed: {e}");
             }
-        });
+            done
+        })
     }
 
     /// Makes `SIGUSR2` dump every thread's Python traceback to stderr. Inherited by forked

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod fork;
+pub mod immortal;
 pub mod interp;
 pub mod serve;
 mod strings;

@@ -36,6 +36,9 @@ pub struct WorkerArgs {
     /// The supervisor's id of a lazy worker, for its process title (forked workers get theirs
     /// with the `Spawn` message).
     pub worker_id: Option<u32>,
+    /// Fork server: make the objects the import left immortal before forking
+    /// (`preload-immortal`).
+    pub immortal: bool,
 }
 
 /// The process title of worker `id`: what `ps` shows.
@@ -131,7 +134,15 @@ pub fn run_fork_server(args: &WorkerArgs, ctl: OwnedFd) -> i32 {
             return EXIT_LOAD_FAILED;
         }
     };
-    app.prepare_for_fork();
+    let started = std::time::Instant::now();
+    if let Some(done) = app.prepare_for_fork(args.immortal) {
+        tracing::debug!(
+            objects = done.objects,
+            tracked = done.tracked,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "made the app's objects immortal before forking"
+        );
+    }
     let threads = app.thread_count();
     if threads > 1 {
         tracing::warn!(

@@ -61,6 +61,8 @@ pub struct ServeArgs {
     pub venv: Option<String>,
     #[arg(long)]
     pub lazy_apps: bool,
+    #[arg(long, value_name = "BOOL")]
+    pub preload_immortal: Option<String>,
     #[arg(long, value_name = "N")]
     pub queue_size: Option<String>,
     #[arg(long, value_name = "DURATION")]
@@ -178,6 +180,7 @@ impl ServeArgs {
         put("workers-idle-timeout", &self.workers_idle_timeout);
         put("threads", &self.threads);
         put("venv", &self.venv);
+        put("preload-immortal", &self.preload_immortal);
         put("queue-size", &self.queue_size);
         put("queue-timeout", &self.queue_timeout);
         put("timeout", &self.timeout);
@@ -318,6 +321,9 @@ pub struct WorkerArgs {
     /// The lazy worker's id, for its process title.
     #[arg(long)]
     pub worker_id: Option<u32>,
+    /// Fork server: make the objects the import left immortal before forking.
+    #[arg(long)]
+    pub immortal: bool,
     /// Switch to this uid (and `--gid`, `--groups`) before anything else: the server's
     /// `uid`/`gid`, resolved to numbers by `serve`.
     #[arg(long)]

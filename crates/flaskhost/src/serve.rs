@@ -160,6 +160,10 @@ fn pool_options(
     if workers_max > 1 {
         args.push("--multiprocess".into());
     }
+    // Only the fork server reads it.
+    if cfg.preload_immortal && !cfg.lazy_apps {
+        args.push("--immortal".into());
+    }
     // Workers start before anything is bound, so they switch users themselves, before the
     // app is imported.
     if let Some(c) = run_as {

@@ -31,6 +31,7 @@ pub fn run(args: cli::WorkerArgs) -> ExitCode {
             multiprocess: args.multiprocess,
         },
         worker_id: args.worker_id,
+        immortal: args.immortal,
     };
     let code = if args.fork_server {
         let Some(fd) = args.control_fd else {
