@@ -107,6 +107,10 @@ ROUTES = [
           new_conn=True, static=True),
 ]
 ROUTE_BY_ID = {r.id: r for r in ROUTES}
+# Not a route: the phase that measures each server's memory with no other server of the run up
+# (`--routes memory` runs only it). Its rows are stored under this id.
+MEMORY = "memory"
+
 FLASK_ROUTES = ["hello", "json", "echo", "sleep"]
 
 
@@ -618,6 +622,47 @@ def build_servers(ctx: Context) -> list[Server]:
     ]
 
 
+def memory_phase(ctx: Context, servers: list[Server], want_servers, failed: dict, add, report) -> None:
+    """Each Flask server alone: start it, put the hello load on it, read its tree's PSS, stop it.
+
+    PSS divides a page among every process that maps it. During the route phases the servers of
+    a route are up together, so a server's PSS there depends on which files it shares with the
+    others (a shared libpython, the same extension modules). Here nothing else of the run is up,
+    so each figure is that server's own memory (apart from what it shares with the rest of the
+    machine, the harness included, which only lowers the anchors' figures: the harness runs on
+    the anchors' venv, flaskhost maps no file of it).
+    """
+    route = ROUTE_BY_ID["hello"]
+    ctx.stop_all()
+    todo = [s for s in servers if route.id in s.routes and (want_servers is None or s.key in want_servers)]
+    if not todo:
+        return
+    log(f"memory: {len(todo)} servers, each alone, after {ctx.args.warmup:g} s + {ctx.args.duration:g} s of hello load")
+    for server in todo:
+        reason = failed.get(server.key) or (server.route_filter(route.id) if server.route_filter else None)
+        res: dict = {"na": reason} if reason else {}
+        if not reason:
+            try:
+                run = server.start(ctx)
+            except Unsupported as e:
+                res = {"na": str(e)}
+            else:
+                try:
+                    bad = verify(run, route)
+                    if bad:
+                        res = {"na": f"check failed: {bad}"}
+                    else:
+                        if ctx.args.warmup > 0:
+                            wrk(ctx, route_url(run, route), route, ctx.args.warmup, route_conns(ctx, route))
+                        load = one_run(ctx, run, route, ctx.args.duration)
+                        tree = run.tree()
+                        res = summarize([load], pss_kib(tree), len(tree), route_conns(ctx, route), route_url(run, route))
+                finally:
+                    ctx.stop_all()
+        add(MEMORY, server.key, server.label, server.config, server.is_flaskhost, res)
+        report(server.key, MEMORY, res)
+
+
 # --------------------------------------------------------------------------------------------
 # Load generation
 
@@ -846,7 +891,7 @@ def render(results: dict, args, meta: dict) -> str:
         lines.append(f"wrk -t1 -c{conns}{close_hdr}, {args.runs} × {args.duration:g} s after {args.warmup:g} s warm-up"
                      + ("; in-process ceiling: same durations, no server, no wrk" if route.ceiling else ""))
         lines.append("")
-        lines.append("| server | workers | req/s (median) | spread (min–max) | p50 | p99 | PSS MiB | "
+        lines.append("| server | workers | req/s (median) | spread (min–max) | p50 | p99 | PSS MiB (in run) | "
                      "server CPU | req per server CPU-s | wrk CPU | flaskhost ÷ row, req/s | flaskhost ÷ row, PSS |")
         lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows:
@@ -876,8 +921,34 @@ def render(results: dict, args, meta: dict) -> str:
                          f"{fmt_ms(res.get('p50_ms'))} | {fmt_ms(res.get('p99_ms'))} | {pss} | {scpu} | {rpc} | {wcpu} | "
                          f"{r_rps} | {r_pss} |")
         lines.append("")
+    lines += render_memory(results, args)
     lines.append(render_targets(results))
     return "\n".join(lines)
+
+
+def render_memory(results: dict, args) -> list[str]:
+    rows = results.get(MEMORY)
+    if not rows:
+        return []
+    fh = next((r for r in rows if r["flaskhost"]), None)
+    fh_pss = fh and fh["res"].get("pss_kib")
+    lines = ["### Memory: each server alone", "",
+             f"Each server started with no other server of the run up, {args.warmup:g} s + {args.duration:g} s of the "
+             f"hello load (wrk -t1 -c{args.conns}), then the PSS of all its processes. (The PSS columns above are "
+             "read while the route's other servers are up, so they move with what those share.)", "",
+             "| server | workers | processes | PSS MiB | flaskhost ÷ row, PSS | hello req/s meanwhile |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in rows:
+        res = row["res"]
+        if "na" in res:
+            lines.append(f"| {row['label']} | {row['config']} | n/a ({one_line(res['na'])}) | | | |")
+            continue
+        pss = "—" if res.get("pss_kib") is None else f"{res['pss_kib'] / 1024:.1f}"
+        label = f"**{row['label']}**" if row["flaskhost"] else row["label"]
+        ratio = "1.00×" if row["flaskhost"] else fmt_ratio(fh_pss, res.get("pss_kib"))
+        lines.append(f"| {label} | {row['config']} | {res.get('nprocs') or '—'} | {pss} | {ratio} | {fmt_rps(res['rps'])} |")
+    lines.append("")
+    return lines
 
 
 def get(results, route_id, key):
@@ -927,7 +998,11 @@ def render_targets(results: dict) -> str:
           fh_key="flaskhost-tls")
     check("TLS new connections/s ≥ nginx+uWSGI (Flask hello)", "tls-newconn-hello", "nginx-uwsgi", ">=", 1.0,
           fh_key="flaskhost-tls")
-    check("server PSS ≤ 0.7× nginx+uWSGI (after hello load)", "hello", "nginx-uwsgi", "<=", 0.7, metric="pss_kib")
+    if results.get(MEMORY):
+        check("server PSS ≤ 0.7× nginx+uWSGI (each alone, after hello load)", MEMORY, "nginx-uwsgi", "<=", 0.7,
+              metric="pss_kib")
+    check("server PSS ≤ 0.7× nginx+uWSGI (in the hello run, other servers up)", "hello", "nginx-uwsgi", "<=", 0.7,
+          metric="pss_kib")
     check("sleep route: req/s ≥ granian (threads)", "sleep", "granian", ">=", 1.0)
     out.append("")
     return "\n".join(out)
@@ -1042,7 +1117,7 @@ def main() -> int:
         return 0
     want_servers = set(filter(None, args.servers.split(","))) or None
     want_routes = set(filter(None, args.routes.split(","))) or None
-    for name in (want_routes or set()) - set(ROUTE_BY_ID):
+    for name in (want_routes or set()) - set(ROUTE_BY_ID) - {MEMORY}:
         ap.error(f"unknown route {name}")
 
     def route_wanted(rid):
@@ -1172,6 +1247,8 @@ def main() -> int:
                 add(route.id, key, CEILINGS[key], "1 process, no server", False, res)
                 report(key, route.id, res)
             ctx.stop_all()
+        if route_wanted(MEMORY):
+            memory_phase(ctx, servers, want_servers, failed, add, report)
     except KeyboardInterrupt:
         log("interrupted: stopping servers")
         ctx.stop_all()
