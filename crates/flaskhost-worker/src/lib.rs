@@ -135,7 +135,14 @@ pub fn run_fork_server(args: &WorkerArgs, ctl: OwnedFd) -> i32 {
         }
     };
     let started = std::time::Instant::now();
-    if let Some(done) = app.prepare_for_fork(args.immortal) {
+    if args.immortal && !flaskhost_python::immortal::SUPPORTED {
+        tracing::debug!(
+            "preload-immortal: this CPython has no immortal objects as 3.12 and 3.13 do; \
+             gc.freeze() only"
+        );
+    }
+    if let Some(done) = app.prepare_for_fork(args.immortal && flaskhost_python::immortal::SUPPORTED)
+    {
         tracing::debug!(
             objects = done.objects,
             tracked = done.tracked,
