@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -82,10 +82,6 @@ struct Shared {
     requests: u64,
     /// When `in_flight` last dropped to zero.
     idle_since: Instant,
-    /// The task reading the connection, woken when it becomes idle: its read may already be
-    /// pending with no deadline (a response was in flight), and only a new poll arms the
-    /// keep-alive timer.
-    reader: Option<Waker>,
 }
 
 impl ConnState {
@@ -102,7 +98,6 @@ impl ConnState {
                 in_flight: 0,
                 requests: 0,
                 idle_since: Instant::now(),
-                reader: None,
             }),
         }
     }
@@ -136,26 +131,17 @@ impl ConnState {
     }
 
     /// A response body was dropped (sent, or abandoned).
+    ///
+    /// The reader is not woken to arm the keep-alive timer: a read left pending while a
+    /// request was in flight has set the timer no later than any deadline that can follow
+    /// (see [`Guarded`]'s `poll_read`), and that timer wakes it in time to arm the real one.
+    /// (Waking it here polled the whole connection once more per request, as the response
+    /// body is dropped inside the reader's own task.)
     pub(crate) fn request_finished(&self) {
-        let reader = {
-            let mut s = self.lock();
-            s.in_flight = s.in_flight.saturating_sub(1);
-            if s.in_flight > 0 {
-                return;
-            }
-            s.idle_since = Instant::now();
-            s.reader.take()
-        };
-        if let Some(w) = reader {
-            w.wake();
-        }
-    }
-
-    /// Remembers the task whose read is pending (see `Shared::reader`).
-    fn park(&self, waker: &Waker) {
         let mut s = self.lock();
-        if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            s.reader = Some(waker.clone());
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 {
+            s.idle_since = Instant::now();
         }
     }
 
@@ -618,17 +604,24 @@ impl<S> Guarded<S> {
     }
 
     /// When the connection must be closed if no byte arrives before, and why.
-    fn deadline(&self) -> Option<(Instant, &'static str)> {
+    fn deadline(&self) -> Deadline {
         let l = &self.limits;
         match self.framing.phase {
-            Phase::Head(started) => Some((
+            Phase::Head(started) => Deadline::At(
                 started + l.header_timeout,
                 "request head not received in time",
-            )),
+            ),
             Phase::Between | Phase::Passthrough => {
                 let s = self.state.lock();
                 if s.in_flight > 0 {
-                    return None;
+                    // Once the last response is done, the keep-alive (or, without keep-alive,
+                    // the header) timeout runs from then, which is after the last read.
+                    let idle = if l.keepalive_timeout.is_zero() {
+                        l.header_timeout
+                    } else {
+                        l.keepalive_timeout
+                    };
+                    return Deadline::NotBefore(self.last_read + idle);
                 }
                 if s.requests == 0 {
                     // nginx times the first request from the connection's start.
@@ -637,27 +630,38 @@ impl<S> Guarded<S> {
                     } else {
                         self.opened
                     };
-                    return Some((first + l.header_timeout, "no request received in time"));
+                    return Deadline::At(first + l.header_timeout, "no request received in time");
                 }
                 if l.keepalive_timeout.is_zero() {
                     // hyper closes HTTP/1 connections itself; an idle HTTP/2 connection
                     // gets the header timeout.
-                    return Some((
+                    return Deadline::At(
                         s.idle_since.max(self.last_read) + l.header_timeout,
                         "idle connection closed",
-                    ));
+                    );
                 }
                 let since = if matches!(self.framing.phase, Phase::Passthrough) {
                     s.idle_since.max(self.last_read)
                 } else {
                     s.idle_since
                 };
-                Some((since + l.keepalive_timeout, "keep-alive timeout"))
+                Deadline::At(since + l.keepalive_timeout, "keep-alive timeout")
             }
             // Body pauses are timed where the body is read (the pool's body timeout).
-            Phase::Length(_) | Phase::Chunked(_) | Phase::Stopped => None,
+            Phase::Length(_) | Phase::Chunked(_) | Phase::Stopped => Deadline::None,
         }
     }
+}
+
+/// What a pending read of the connection must time.
+enum Deadline {
+    /// Close the connection if no byte arrives before this, for this reason.
+    At(Instant, &'static str),
+    /// Nothing yet (a request is in flight), but a deadline no earlier than this applies once
+    /// the connection is idle. The timer is set by then, so that the reader is polled again
+    /// and sets the real one: the end of a request does not wake it.
+    NotBefore(Instant),
+    None,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
@@ -679,22 +683,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                this.state.park(cx.waker());
-                let Some((deadline, why)) = this.deadline() else {
-                    this.armed = None;
-                    return Poll::Pending;
-                };
-                if this.armed != Some(deadline) {
-                    this.timer.as_mut().reset(deadline);
-                    this.armed = Some(deadline);
+            Poll::Pending => match this.deadline() {
+                Deadline::At(deadline, why) => {
+                    if this.armed != Some(deadline) {
+                        this.timer.as_mut().reset(deadline);
+                        this.armed = Some(deadline);
+                    }
+                    if this.timer.as_mut().poll(cx).is_ready() {
+                        tracing::debug!("closing connection: {why}");
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
+                    }
+                    Poll::Pending
                 }
-                if this.timer.as_mut().poll(cx).is_ready() {
-                    tracing::debug!("closing connection: {why}");
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
+                Deadline::NotBefore(bound) => {
+                    // A timer still pending at or before the bound will do (usually the one
+                    // set for the request before: no timer work per request).
+                    let pending =
+                        this.armed.is_some_and(|t| t <= bound) && !this.timer.is_elapsed();
+                    if !pending {
+                        this.timer.as_mut().reset(bound);
+                        this.armed = Some(bound);
+                        if this.timer.as_mut().poll(cx).is_ready() {
+                            // The bound is past (a request longer than the timeout): the
+                            // deadline is at least that long from now.
+                            let later = Instant::now() + (bound - this.last_read);
+                            this.timer.as_mut().reset(later);
+                            this.armed = Some(later);
+                            let _ = this.timer.as_mut().poll(cx);
+                        }
+                    }
+                    Poll::Pending
                 }
-                Poll::Pending
-            }
+                Deadline::None => Poll::Pending,
+            },
         }
     }
 }
