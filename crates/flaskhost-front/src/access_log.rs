@@ -28,7 +28,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{AccessLogConfig, LogFormat, LogTarget};
@@ -159,7 +158,7 @@ pub(crate) struct Entry {
 impl Entry {
     /// Reads the request. `info` is the connection as the app sees it (after trusted
     /// proxies), so the client logged is the real one.
-    pub(crate) fn of(req: &Request, info: ConnInfo) -> Entry {
+    pub(crate) fn of<B>(req: &http::Request<B>, info: ConnInfo) -> Entry {
         let h = req.headers();
         let text = |name| {
             h.get(name)

@@ -32,6 +32,20 @@ pub struct ConnInfo {
     pub sendfile: bool,
 }
 
+/// A request body as the edge takes it: hyper's own from a connection, or any body from a
+/// caller of [`crate::EdgeService`]. It is boxed once, where the pool takes it.
+pub(crate) trait EdgeBody:
+    http_body::Body<Data = bytes::Bytes, Error: Into<axum::BoxError>> + Send + 'static
+{
+}
+
+impl<B> EdgeBody for B
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+}
+
 /// The answer to one dispatch: the app's response, or why there is none.
 pub type DispatchFuture<'a> =
     Pin<Box<dyn Future<Output = Result<http::Response<ResponseBody>, DispatchError>> + Send + 'a>>;
@@ -73,16 +87,12 @@ pub(crate) type AppBody = http_body_util::Either<ResponseBody, Body>;
 /// The request is taken apart before the future is made: an `async fn` would hold the
 /// request it was given as well as its parts, and the future is moved several times per
 /// request by every future around it.
-pub(crate) fn handle<B>(
+pub(crate) fn handle<B: EdgeBody>(
     state: &AppState,
     req: http::Request<B>,
     conn: ConnInfo,
     timed: bool,
-) -> impl Future<Output = http::Response<AppBody>> + Send + '_
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+) -> impl Future<Output = http::Response<AppBody>> + Send + '_ {
     let start = timed.then(Instant::now);
     let (parts, body) = req.into_parts();
     // A request known to have no body (a GET's) gets an empty one that is zero-sized, so

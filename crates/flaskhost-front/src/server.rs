@@ -14,12 +14,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{CompressionConfig, EdgeConfig};
 use http::{HeaderValue, StatusCode, header};
-use http_body::Body as _;
 use http_body::Frame;
 use http_body_util::Limited;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -31,7 +29,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http::compression::CompressionLayer;
 
 use crate::access_log::{AccessLog, Entry};
-use crate::app::{self, AppBody, AppState, ConnInfo, Upstream};
+use crate::app::{self, AppBody, AppState, ConnInfo, EdgeBody, Upstream};
 use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::drain::{Drain, DrainWatcher};
@@ -265,11 +263,7 @@ where
             .get::<Verdict>()
             .copied()
             .unwrap_or(Verdict::Ok);
-        Box::pin(
-            steps.handle(req.map(Body::new), conn, verdict, |resp, kind| {
-                Ok(kind.tag(resp))
-            }),
-        )
+        Box::pin(steps.handle(req, conn, verdict, |resp, kind| Ok(kind.tag(resp))))
     }
 }
 
@@ -301,9 +295,9 @@ impl EdgeSteps {
     /// held once (an `async fn` would hold its argument and its own copy); and the routes'
     /// futures are awaited here directly, not through an `async fn` that would hold the
     /// request again, nor from a `match` on a value, which the future would also keep.
-    fn handle<T>(
+    fn handle<T, B: EdgeBody>(
         self: Arc<Self>,
-        mut req: Request,
+        mut req: http::Request<B>,
         conn: ConnInfo,
         verdict: Verdict,
         finish: impl FnOnce(Response, RouteKind) -> T,
@@ -385,15 +379,15 @@ struct AppRoute {
 impl AppRoute {
     /// With compression: the body limit and the pool inside tower-http's compression layer.
     /// Boxed, so that its larger future is not part of every request's.
-    async fn compressed(
+    async fn compressed<B: EdgeBody>(
         &self,
         c: &CompressionLayer<Compressible>,
-        req: Request,
+        req: http::Request<B>,
         info: ConnInfo,
     ) -> Response {
         // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
         // is not); inside the headers so added headers are not counted as the app's.
-        let limited = tower::service_fn(|req: Request| async move {
+        let limited = tower::service_fn(|req: http::Request<B>| async move {
             Ok::<_, Infallible>(self.limited(req, info).await)
         });
         match Box::pin(c.layer(limited).oneshot(req)).await {
@@ -403,7 +397,11 @@ impl AppRoute {
     }
 
     /// The body limit, then the pool: [`AppRoute::dispatch`], awaited.
-    async fn limited(&self, req: Request, info: ConnInfo) -> http::Response<AppBody> {
+    async fn limited<B: EdgeBody>(
+        &self,
+        req: http::Request<B>,
+        info: ConnInfo,
+    ) -> http::Response<AppBody> {
         // Not `match self.dispatch(..) { Ok(d) => d.await, .. }`: the matched value would
         // stay in the future beside the one awaited.
         let dispatch = match self.dispatch(req, info) {
@@ -416,9 +414,9 @@ impl AppRoute {
     /// The body limit, then the pool's future (timed for the access log when it is on; a 413
     /// from the limit never reached the app). Not an `async fn`, so that the caller's future
     /// holds the pool's future and not also the request.
-    fn dispatch(
+    fn dispatch<B: EdgeBody>(
         &self,
-        req: Request,
+        req: http::Request<B>,
         info: ConnInfo,
     ) -> Result<impl Future<Output = http::Response<AppBody>> + Send + '_, TooLarge> {
         let req = limit(req, self.max_body)?;
@@ -430,7 +428,7 @@ impl AppRoute {
 /// (without its service and future wrappers): a declared Content-Length over the limit is
 /// refused with 413 before the app runs; a body is cut at the limit while it streams (the
 /// pool's read of it fails, and `rescue` answers 413).
-fn limit(req: Request, max: usize) -> Result<http::Request<Limited<Body>>, TooLarge> {
+fn limit<B>(req: http::Request<B>, max: usize) -> Result<http::Request<Limited<B>>, TooLarge> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -461,7 +459,7 @@ impl TooLarge {
 }
 
 /// The answer to a request the connection guard refused, if it did.
-fn refusal(req: &Request, verdict: Verdict) -> Option<Response> {
+fn refusal<B>(req: &http::Request<B>, verdict: Verdict) -> Option<Response> {
     match verdict {
         Verdict::Reject(status, why) => {
             tracing::info!(method = %req.method(), path = %req.uri().path(), status = status.as_u16(), "request refused: {why}");
@@ -476,7 +474,7 @@ fn refusal(req: &Request, verdict: Verdict) -> Option<Response> {
 }
 
 /// 301 to the same host and URI over https, as the seed's `return 301 https://...`.
-fn redirect_to_https(https_port: u16, req: &Request) -> Response {
+fn redirect_to_https<B>(https_port: u16, req: &http::Request<B>) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -793,13 +791,7 @@ impl ConnCtx {
                 state.next_verdict()
             };
             let in_flight = InFlight::start(state.clone());
-            // A request known to have no body (a GET's) needs no boxed `Incoming`:
-            // `Body::empty` is zero-sized, so it allocates nothing.
-            let req = if req.body().is_end_stream() {
-                req.map(|_| Body::empty())
-            } else {
-                req.map(Body::new)
-            };
+            // hyper's body goes on as it is, to be boxed once where the pool takes it.
             router
                 .0
                 .clone()
@@ -945,12 +937,32 @@ mod tests {
         }
     }
 
+    /// A request body as large as hyper's `Incoming`, which cannot be made outside hyper.
+    struct IncomingSized {
+        _size: [u64; 5],
+    }
+
+    impl http_body::Body for IncomingSized {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(None)
+        }
+    }
+
     /// A request's future is moved whole a few times per request (into hyper's connection,
     /// among others), so its size is part of every request's cost: it was 3,136 bytes before
     /// `EdgeSteps::handle` and the app route were written for size, 960 after (~2,000
-    /// instructions less per Flask hello request).
+    /// instructions less per Flask hello request); 1,000 since it holds hyper's body unboxed.
     #[test]
     fn the_request_future_stays_small() {
+        assert!(
+            std::mem::size_of::<IncomingSized>() >= std::mem::size_of::<hyper::body::Incoming>()
+        );
         let opts = FrontOptions {
             script_name: String::new(),
             max_body_size: 1024,
@@ -958,7 +970,7 @@ mod tests {
         };
         let service = router(Arc::new(Silent), &opts);
         let future = service.0.clone().handle(
-            Request::new(Body::empty()),
+            http::Request::new(IncomingSized { _size: [0; 5] }),
             ConnInfo::default(),
             Verdict::Ok,
             |resp, kind| (resp, kind),
