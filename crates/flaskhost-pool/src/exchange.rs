@@ -575,8 +575,7 @@ fn build_head(
     // Room for the headers the edge adds too (security headers, Server), so the map is
     // allocated once.
     map.reserve(head.headers.len() + 8);
-    for (n, v) in &head.headers {
-        let raw = &payload[n.clone()];
+    for (raw, value) in head.headers.clone() {
         let name = match common_name(raw) {
             Some(name) => name,
             None => {
@@ -589,7 +588,7 @@ fn build_head(
             }
         };
         // The value shares the frame's buffer: no copy.
-        let value = HeaderValue::from_maybe_shared(payload.slice(v.clone()))
+        let value = HeaderValue::from_maybe_shared(payload.slice_ref(value))
             .map_err(|_| bad(format!("value of header {name}")))?;
         map.append(name, value);
     }
