@@ -29,7 +29,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http::compression::CompressionLayer;
 
 use crate::access_log::{AccessLog, Entry};
-use crate::app::{self, AppBody, AppState, ConnInfo, EdgeBody, Upstream};
+use crate::app::{self, AppState, ClientBody, ConnInfo, EdgeBody, Upstream};
 use crate::compression::Compressible;
 use crate::conn::{ConnLimits, ConnState, Guarded, Verdict};
 use crate::drain::{Drain, DrainWatcher};
@@ -263,7 +263,12 @@ where
             .get::<Verdict>()
             .copied()
             .unwrap_or(Verdict::Ok);
-        Box::pin(steps.handle(req, conn, verdict, |resp, kind| Ok(kind.tag(resp))))
+        Box::pin(steps.handle(req, conn, verdict, |resp, kind| {
+            Ok(kind.tag(resp.map(|body| match body {
+                EdgeBody::Other(body) => body,
+                pool => Body::new(pool),
+            })))
+        }))
     }
 }
 
@@ -295,12 +300,12 @@ impl EdgeSteps {
     /// held once (an `async fn` would hold its argument and its own copy); and the routes'
     /// futures are awaited here directly, not through an `async fn` that would hold the
     /// request again, nor from a `match` on a value, which the future would also keep.
-    fn handle<T, B: EdgeBody>(
+    fn handle<T, B: ClientBody>(
         self: Arc<Self>,
         mut req: http::Request<B>,
         conn: ConnInfo,
         verdict: Verdict,
-        finish: impl FnOnce(Response, RouteKind) -> T,
+        finish: impl FnOnce(http::Response<EdgeBody>, RouteKind) -> T,
     ) -> impl Future<Output = T> {
         // 1. Who the client is and which scheme it used, which the log, the headers and the app
         //    all need.
@@ -313,7 +318,7 @@ impl EdgeSteps {
             //    answered here, before static files or the app can see it; then static mounts
             //    come first, then the app.
             let (mut resp, kind) = if let Some(resp) = refusal(&req, verdict) {
-                (resp, RouteKind::Refused)
+                (resp.map(EdgeBody::Other), RouteKind::Refused)
             } else {
                 match &self.inner {
                     Inner::Routes { statics, app } => {
@@ -331,7 +336,7 @@ impl EdgeSteps {
                                 https: info.https,
                             };
                             let resp = statics.serve(hit, asked, &self.headers, zero_copy).await;
-                            (resp, RouteKind::Static)
+                            (resp.map(EdgeBody::Other), RouteKind::Static)
                         } else if let Some(c) = &app.compression {
                             (app.compressed(c, req, info).await, RouteKind::App)
                         } else {
@@ -343,10 +348,13 @@ impl EdgeSteps {
                                 };
                                 dispatch.await
                             };
-                            (resp.map(Body::new), RouteKind::App)
+                            (resp, RouteKind::App)
                         }
                     }
-                    Inner::Redirect(port) => (redirect_to_https(*port, &req), RouteKind::Redirect),
+                    Inner::Redirect(port) => (
+                        redirect_to_https(*port, &req).map(EdgeBody::Other),
+                        RouteKind::Redirect,
+                    ),
                 }
             };
             // 4. Security headers on everything, errors included (nginx `always`); static
@@ -379,29 +387,29 @@ struct AppRoute {
 impl AppRoute {
     /// With compression: the body limit and the pool inside tower-http's compression layer.
     /// Boxed, so that its larger future is not part of every request's.
-    async fn compressed<B: EdgeBody>(
+    async fn compressed<B: ClientBody>(
         &self,
         c: &CompressionLayer<Compressible>,
         req: http::Request<B>,
         info: ConnInfo,
-    ) -> Response {
+    ) -> http::Response<EdgeBody> {
         // Outside the body limit so a 413 is compressed like any response (it is tiny, so it
         // is not); inside the headers so added headers are not counted as the app's.
         let limited = tower::service_fn(|req: http::Request<B>| async move {
             Ok::<_, Infallible>(self.limited(req, info).await)
         });
         match Box::pin(c.layer(limited).oneshot(req)).await {
-            Ok(resp) => resp.map(Body::new),
+            Ok(resp) => resp.map(|body| EdgeBody::Other(Body::new(body))),
             Err(never) => match never {},
         }
     }
 
     /// The body limit, then the pool: [`AppRoute::dispatch`], awaited.
-    async fn limited<B: EdgeBody>(
+    async fn limited<B: ClientBody>(
         &self,
         req: http::Request<B>,
         info: ConnInfo,
-    ) -> http::Response<AppBody> {
+    ) -> http::Response<EdgeBody> {
         // Not `match self.dispatch(..) { Ok(d) => d.await, .. }`: the matched value would
         // stay in the future beside the one awaited.
         let dispatch = match self.dispatch(req, info) {
@@ -414,11 +422,11 @@ impl AppRoute {
     /// The body limit, then the pool's future (timed for the access log when it is on; a 413
     /// from the limit never reached the app). Not an `async fn`, so that the caller's future
     /// holds the pool's future and not also the request.
-    fn dispatch<B: EdgeBody>(
+    fn dispatch<B: ClientBody>(
         &self,
         req: http::Request<B>,
         info: ConnInfo,
-    ) -> Result<impl Future<Output = http::Response<AppBody>> + Send + '_, TooLarge> {
+    ) -> Result<impl Future<Output = http::Response<EdgeBody>> + Send + '_, TooLarge> {
         let req = limit(req, self.max_body)?;
         Ok(app::handle(&self.state, req, info, self.timed))
     }
@@ -446,9 +454,9 @@ struct TooLarge;
 
 impl TooLarge {
     /// The 413, byte for byte tower-http's `RequestBodyLimit` answer.
-    fn response(self) -> http::Response<AppBody> {
+    fn response(self) -> http::Response<EdgeBody> {
         let body = Body::from(Bytes::from_static(b"length limit exceeded"));
-        let mut resp = http::Response::new(AppBody::Right(body));
+        let mut resp = http::Response::new(EdgeBody::Other(body));
         *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -855,7 +863,7 @@ struct Finished {
 /// 3333): hyper drops what it has buffered but not yet written when a body fails, so an
 /// error is held back for one turn, during which hyper flushes, and given out after.
 struct TrackedBody {
-    inner: Body,
+    inner: EdgeBody,
     _in_flight: InFlight,
     /// An error waiting for hyper to flush the data before it.
     held: Option<axum::Error>,
@@ -864,7 +872,7 @@ struct TrackedBody {
 }
 
 impl TrackedBody {
-    fn new(inner: Body, in_flight: InFlight, finished: Option<Finished>) -> TrackedBody {
+    fn new(inner: EdgeBody, in_flight: InFlight, finished: Option<Finished>) -> TrackedBody {
         TrackedBody {
             inner,
             _in_flight: in_flight,
