@@ -262,10 +262,11 @@ impl Framing {
         // copied, and not searched for its end first (httparse finds it). Anything else (a
         // head in pieces, one over a limit or refused by httparse, an HTTP/2 preface) takes
         // the general path below, which gives every verdict exactly as before.
-        if self.head.is_empty() && !(self.heads == 0 && starts_like_h2_preface(data)) {
-            if let Some(used) = self.feed_whole_head(data, state, limits) {
-                return used;
-            }
+        if self.head.is_empty()
+            && !(self.heads == 0 && starts_like_h2_preface(data))
+            && let Some(used) = self.feed_whole_head(data, state, limits)
+        {
+            return used;
         }
 
         let old_len = self.head.len();
