@@ -246,6 +246,23 @@ def test_idle_keep_alive_is_separate_from_the_header_timeout(timeout_server):
     assert closed and data == b"", "idle kept-alive connection was not closed"
 
 
+def test_idle_connection_after_a_request_longer_than_keepalive_is_closed(serve):
+    """The keep-alive timer is armed while a request is in flight, not when it ends: a request
+    that outlasts keepalive-timeout is answered, and the connection, idle afterwards, is still
+    closed."""
+    server = serve("failures:application", "--keepalive-timeout", "1s")
+    with server.raw_socket(timeout=30) as sock:
+        sock.sendall(b"GET /slow?s=1.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed early: {data!r}"
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200"), data[:200]
+        data, closed = read_until_closed(sock, timeout=20)
+    assert closed and data == b"", "idle kept-alive connection was not closed"
+
+
 def test_idle_http2_connection_is_closed(timeout_server):
     """HTTP/2 with prior knowledge (h2c), spoken with the h2 library: a request is served, and
     the connection, idle afterwards, is closed after keepalive-timeout."""

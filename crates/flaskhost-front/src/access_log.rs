@@ -28,14 +28,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::Request;
-use axum::response::Response;
 use bytes::Bytes;
 use flaskhost_config::{AccessLogConfig, LogFormat, LogTarget};
 use http::header;
 use http_body::Frame;
 
-use crate::app::ConnInfo;
+use crate::app::{ConnInfo, EdgeBody};
 
 /// Lines that may wait for the writer before new ones are dropped.
 const QUEUE_LINES: usize = 16 * 1024;
@@ -121,14 +119,18 @@ impl AccessLog {
     }
 
     /// Wraps the response so its line is written when the body is finished.
-    pub(crate) fn track(self: &Arc<Self>, entry: Entry, resp: Response) -> Response {
+    pub(crate) fn track(
+        self: &Arc<Self>,
+        entry: Entry,
+        resp: http::Response<EdgeBody>,
+    ) -> http::Response<EdgeBody> {
         if resp.extensions().get::<SkipAccessLog>().is_some() {
             return resp;
         }
         let app = resp.extensions().get::<AppTime>().map(|t| t.0);
         let status = resp.status().as_u16();
         resp.map(|body| {
-            Body::new(LoggedBody {
+            EdgeBody::Other(Body::new(LoggedBody {
                 inner: body,
                 sent: 0,
                 done: Some(Done {
@@ -137,7 +139,7 @@ impl AccessLog {
                     status,
                     app,
                 }),
-            })
+            }))
         })
     }
 }
@@ -159,7 +161,7 @@ pub(crate) struct Entry {
 impl Entry {
     /// Reads the request. `info` is the connection as the app sees it (after trusted
     /// proxies), so the client logged is the real one.
-    pub(crate) fn of(req: &Request, info: ConnInfo) -> Entry {
+    pub(crate) fn of<B>(req: &http::Request<B>, info: ConnInfo) -> Entry {
         let h = req.headers();
         let text = |name| {
             h.get(name)
@@ -259,7 +261,7 @@ impl Done {
 /// The response body, counting bytes; the line is written at its end or when it is dropped
 /// (the client went away).
 struct LoggedBody {
-    inner: Body,
+    inner: EdgeBody,
     sent: u64,
     done: Option<Done>,
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -30,6 +31,20 @@ pub struct ConnInfo {
     /// The connection's writer sends mapped file bodies with `sendfile` (plain TCP; see
     /// `zerocopy.rs`). Set by the connection, whatever the caller put here.
     pub sendfile: bool,
+}
+
+/// A request body as the edge takes it: hyper's own from a connection, or any body from a
+/// caller of [`crate::EdgeService`]. It is boxed once, where the pool takes it.
+pub(crate) trait ClientBody:
+    http_body::Body<Data = bytes::Bytes, Error: Into<axum::BoxError>> + Send + 'static
+{
+}
+
+impl<B> ClientBody for B
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
 }
 
 /// The answer to one dispatch: the app's response, or why there is none.
@@ -62,10 +77,48 @@ pub(crate) struct AppState {
     pub(crate) script_name: String,
 }
 
-/// A response of the app route: the pool's body, or the edge's answer on the app's behalf
-/// ([`rescue`], the body limit's 413). Not boxed here: the route boxes it once (around the
-/// compression layer's wrapper when that is on).
-pub(crate) type AppBody = http_body_util::Either<ResponseBody, Body>;
+/// A response body as the edge hands it to hyper: the pool's, unboxed (an app response), or
+/// any other, boxed (static files, the edge's own answers, the access log's and the
+/// compression layer's wrappers). Boxing the app's body cost an allocation per request.
+pub(crate) enum EdgeBody {
+    Pool(ResponseBody),
+    Other(Body),
+}
+
+impl From<Body> for EdgeBody {
+    fn from(body: Body) -> EdgeBody {
+        EdgeBody::Other(body)
+    }
+}
+
+impl http_body::Body for EdgeBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        match self.get_mut() {
+            EdgeBody::Pool(b) => Pin::new(b).poll_frame(cx).map_err(axum::Error::new),
+            EdgeBody::Other(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            EdgeBody::Pool(b) => b.is_end_stream(),
+            EdgeBody::Other(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            EdgeBody::Pool(b) => b.size_hint(),
+            EdgeBody::Other(b) => b.size_hint(),
+        }
+    }
+}
 
 /// `conn`: the connection as the app sees it (after trusted proxies). `timed`: the response
 /// carries the app's time ([`AppTime`]) for the access log.
@@ -73,16 +126,12 @@ pub(crate) type AppBody = http_body_util::Either<ResponseBody, Body>;
 /// The request is taken apart before the future is made: an `async fn` would hold the
 /// request it was given as well as its parts, and the future is moved several times per
 /// request by every future around it.
-pub(crate) fn handle<B>(
+pub(crate) fn handle<B: ClientBody>(
     state: &AppState,
     req: http::Request<B>,
     conn: ConnInfo,
     timed: bool,
-) -> impl Future<Output = http::Response<AppBody>> + Send + '_
-where
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
+) -> impl Future<Output = http::Response<EdgeBody>> + Send + '_ {
     let start = timed.then(Instant::now);
     let (parts, body) = req.into_parts();
     // A request known to have no body (a GET's) gets an empty one that is zero-sized, so
@@ -122,8 +171,8 @@ where
             remote: conn.remote,
         };
         let mut resp = match state.upstream.dispatch(&meta, &parts.headers, body).await {
-            Ok(resp) => resp.map(AppBody::Left),
-            Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()).map(AppBody::Right),
+            Ok(resp) => resp.map(EdgeBody::Pool),
+            Err(e) => rescue(&e, parts.method.as_str(), parts.uri.path()).map(EdgeBody::Other),
         };
         if let Some(start) = start {
             resp.extensions_mut().insert(AppTime(start.elapsed()));

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -82,10 +82,6 @@ struct Shared {
     requests: u64,
     /// When `in_flight` last dropped to zero.
     idle_since: Instant,
-    /// The task reading the connection, woken when it becomes idle: its read may already be
-    /// pending with no deadline (a response was in flight), and only a new poll arms the
-    /// keep-alive timer.
-    reader: Option<Waker>,
 }
 
 impl ConnState {
@@ -102,7 +98,6 @@ impl ConnState {
                 in_flight: 0,
                 requests: 0,
                 idle_since: Instant::now(),
-                reader: None,
             }),
         }
     }
@@ -136,26 +131,17 @@ impl ConnState {
     }
 
     /// A response body was dropped (sent, or abandoned).
+    ///
+    /// The reader is not woken to arm the keep-alive timer: a read left pending while a
+    /// request was in flight has set the timer no later than any deadline that can follow
+    /// (see [`Guarded`]'s `poll_read`), and that timer wakes it in time to arm the real one.
+    /// (Waking it here polled the whole connection once more per request, as the response
+    /// body is dropped inside the reader's own task.)
     pub(crate) fn request_finished(&self) {
-        let reader = {
-            let mut s = self.lock();
-            s.in_flight = s.in_flight.saturating_sub(1);
-            if s.in_flight > 0 {
-                return;
-            }
-            s.idle_since = Instant::now();
-            s.reader.take()
-        };
-        if let Some(w) = reader {
-            w.wake();
-        }
-    }
-
-    /// Remembers the task whose read is pending (see `Shared::reader`).
-    fn park(&self, waker: &Waker) {
         let mut s = self.lock();
-        if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            s.reader = Some(waker.clone());
+        s.in_flight = s.in_flight.saturating_sub(1);
+        if s.in_flight == 0 {
+            s.idle_since = Instant::now();
         }
     }
 
@@ -272,18 +258,26 @@ impl Framing {
     /// Adds head bytes; returns how many of `data` belong to the head (the rest is body or
     /// the next message).
     fn feed_head(&mut self, data: &[u8], state: &ConnState, limits: &ConnLimits) -> usize {
+        // A head that arrives whole, as nearly every one does, is judged where it lies: not
+        // copied, and not searched for its end first (httparse finds it). Anything else (a
+        // head in pieces, one over a limit or refused by httparse, an HTTP/2 preface) takes
+        // the general path below, which gives every verdict exactly as before.
+        if self.head.is_empty()
+            && !(self.heads == 0 && starts_like_h2_preface(data))
+            && let Some(used) = self.feed_whole_head(data, state, limits)
+        {
+            return used;
+        }
+
         let old_len = self.head.len();
         self.head.extend_from_slice(data);
 
         // HTTP/2 with prior knowledge starts with a preface that looks like a request line.
-        if self.heads == 0 {
-            let n = self.head.len().min(H2_PREFACE.len());
-            if self.head[..n] == H2_PREFACE[..n] {
-                if n == H2_PREFACE.len() {
-                    self.phase = Phase::Passthrough;
-                }
-                return data.len();
+        if self.heads == 0 && starts_like_h2_preface(&self.head) {
+            if self.head.len() >= H2_PREFACE.len() {
+                self.phase = Phase::Passthrough;
             }
+            return data.len();
         }
 
         // Only the new bytes are searched, so a line trickled in byte by byte costs linear time.
@@ -294,11 +288,7 @@ impl Framing {
                 .map(|i| old_len + i);
         }
         let line_end = self.line_end;
-        let line_len = match line_end {
-            Some(i) => i.saturating_sub(usize::from(i > 0 && self.head[i - 1] == b'\r')),
-            None => self.head.len(),
-        };
-        if line_len > limits.max_request_line {
+        if request_line_len(&self.head, line_end) > limits.max_request_line {
             return self.reject(
                 state,
                 StatusCode::URI_TOO_LONG,
@@ -335,37 +325,50 @@ impl Framing {
             );
         }
 
-        // Up to the default limit the header array lives on the stack, uninitialised: a heap
-        // array of that size per request cost a large allocation each time.
-        const ON_STACK: usize = 128;
-        let mut stack = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); ON_STACK];
-        let mut heap;
-        let headers: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] =
-            if limits.max_header_count <= ON_STACK {
-                &mut stack[..limits.max_header_count]
-            } else {
-                heap = vec![std::mem::MaybeUninit::uninit(); limits.max_header_count];
-                &mut heap
-            };
-        let mut req = httparse::Request::new(&mut []);
-        let (verdict, body) = match req.parse_with_uninit_headers(&self.head, headers) {
-            Ok(httparse::Status::Complete(_)) => judge(&req),
-            Ok(httparse::Status::Partial) => (
-                Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"),
-                Body::Stop,
-            ),
-            Err(httparse::Error::TooManyHeaders) => (
+        let (verdict, body) = match parse_head(&self.head, limits.max_header_count) {
+            Parsed::Complete(_, verdict, body) => (verdict, body),
+            Parsed::Error(httparse::Error::TooManyHeaders) => (
                 Verdict::Reject(
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "too many header fields",
                 ),
                 Body::Stop,
             ),
-            Err(_) => (
+            Parsed::Partial | Parsed::Error(_) => (
                 Verdict::Reject(StatusCode::BAD_REQUEST, "malformed request head"),
                 Body::Stop,
             ),
         };
+        self.judged(verdict, body, state, used)
+    }
+
+    /// The general path's work for a head that is whole in `data` and within the limits; `None`
+    /// for any other (the general path then takes it).
+    fn feed_whole_head(
+        &mut self,
+        data: &[u8],
+        state: &ConnState,
+        limits: &ConnLimits,
+    ) -> Option<usize> {
+        let Parsed::Complete(end, verdict, body) = parse_head(data, limits.max_header_count) else {
+            return None;
+        };
+        // httparse stops at the first empty line, as `find_head_end` does.
+        debug_assert_eq!(find_head_end(data), Some(end));
+        let line_end = data[..end].iter().position(|b| *b == b'\n');
+        let header_bytes = end - line_end.map_or(end, |i| i + 1);
+        if request_line_len(data, line_end) > limits.max_request_line
+            || header_bytes > limits.max_header_size + 2
+        {
+            return None;
+        }
+        self.heads += 1;
+        Some(self.judged(verdict, body, state, end))
+    }
+
+    /// Records the verdict on a head that ended `used` bytes into the data being fed, and
+    /// moves on to its body.
+    fn judged(&mut self, verdict: Verdict, body: Body, state: &ConnState, used: usize) -> usize {
         state.push(verdict);
         if verdict != Verdict::Ok {
             self.phase = Phase::Stopped;
@@ -416,6 +419,52 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
+/// Whether `data` is the start of the HTTP/2 connection preface (or all of it, and more).
+fn starts_like_h2_preface(data: &[u8]) -> bool {
+    let n = data.len().min(H2_PREFACE.len());
+    data[..n] == H2_PREFACE[..n]
+}
+
+/// The length of the request line that ends at `line_end` (its `\n`) without its line end,
+/// or of all of `head` while no line end has come.
+fn request_line_len(head: &[u8], line_end: Option<usize>) -> usize {
+    match line_end {
+        Some(i) => i.saturating_sub(usize::from(i > 0 && head[i - 1] == b'\r')),
+        None => head.len(),
+    }
+}
+
+/// What httparse made of a head.
+enum Parsed {
+    /// A head ending at this offset, judged.
+    Complete(usize, Verdict, Body),
+    Partial,
+    Error(httparse::Error),
+}
+
+fn parse_head(buf: &[u8], max_headers: usize) -> Parsed {
+    // Up to the default limit the header array lives on the stack, uninitialised: a heap
+    // array of that size per request cost a large allocation each time.
+    const ON_STACK: usize = 128;
+    let mut stack = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); ON_STACK];
+    let mut heap;
+    let headers: &mut [std::mem::MaybeUninit<httparse::Header<'_>>] = if max_headers <= ON_STACK {
+        &mut stack[..max_headers]
+    } else {
+        heap = vec![std::mem::MaybeUninit::uninit(); max_headers];
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    match req.parse_with_uninit_headers(buf, headers) {
+        Ok(httparse::Status::Complete(end)) => {
+            let (verdict, body) = judge(&req);
+            Parsed::Complete(end, verdict, body)
+        }
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(e) => Parsed::Error(e),
+    }
+}
+
 /// How the body of a judged request is framed.
 enum Body {
     None,
@@ -444,9 +493,12 @@ fn judge(req: &httparse::Request<'_, '_>) -> (Verdict, Body) {
                 if item.is_empty() || !item.iter().all(u8::is_ascii_digit) || item.len() > 19 {
                     return bad("invalid Content-Length");
                 }
-                let n: u64 = std::str::from_utf8(item)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
+                // All digits: only an overflow can fail, and reads as the largest length.
+                let n = item
+                    .iter()
+                    .try_fold(0u64, |n, d| {
+                        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                    })
                     .unwrap_or(u64::MAX);
                 match length {
                     Some(prev) if prev != n => return bad("conflicting Content-Length values"),
@@ -618,17 +670,24 @@ impl<S> Guarded<S> {
     }
 
     /// When the connection must be closed if no byte arrives before, and why.
-    fn deadline(&self) -> Option<(Instant, &'static str)> {
+    fn deadline(&self) -> Deadline {
         let l = &self.limits;
         match self.framing.phase {
-            Phase::Head(started) => Some((
+            Phase::Head(started) => Deadline::At(
                 started + l.header_timeout,
                 "request head not received in time",
-            )),
+            ),
             Phase::Between | Phase::Passthrough => {
                 let s = self.state.lock();
                 if s.in_flight > 0 {
-                    return None;
+                    // Once the last response is done, the keep-alive (or, without keep-alive,
+                    // the header) timeout runs from then, which is after the last read.
+                    let idle = if l.keepalive_timeout.is_zero() {
+                        l.header_timeout
+                    } else {
+                        l.keepalive_timeout
+                    };
+                    return Deadline::NotBefore(self.last_read + idle);
                 }
                 if s.requests == 0 {
                     // nginx times the first request from the connection's start.
@@ -637,27 +696,38 @@ impl<S> Guarded<S> {
                     } else {
                         self.opened
                     };
-                    return Some((first + l.header_timeout, "no request received in time"));
+                    return Deadline::At(first + l.header_timeout, "no request received in time");
                 }
                 if l.keepalive_timeout.is_zero() {
                     // hyper closes HTTP/1 connections itself; an idle HTTP/2 connection
                     // gets the header timeout.
-                    return Some((
+                    return Deadline::At(
                         s.idle_since.max(self.last_read) + l.header_timeout,
                         "idle connection closed",
-                    ));
+                    );
                 }
                 let since = if matches!(self.framing.phase, Phase::Passthrough) {
                     s.idle_since.max(self.last_read)
                 } else {
                     s.idle_since
                 };
-                Some((since + l.keepalive_timeout, "keep-alive timeout"))
+                Deadline::At(since + l.keepalive_timeout, "keep-alive timeout")
             }
             // Body pauses are timed where the body is read (the pool's body timeout).
-            Phase::Length(_) | Phase::Chunked(_) | Phase::Stopped => None,
+            Phase::Length(_) | Phase::Chunked(_) | Phase::Stopped => Deadline::None,
         }
     }
+}
+
+/// What a pending read of the connection must time.
+enum Deadline {
+    /// Close the connection if no byte arrives before this, for this reason.
+    At(Instant, &'static str),
+    /// Nothing yet (a request is in flight), but a deadline no earlier than this applies once
+    /// the connection is idle. The timer is set by then, so that the reader is polled again
+    /// and sets the real one: the end of a request does not wake it.
+    NotBefore(Instant),
+    None,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
@@ -679,22 +749,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                this.state.park(cx.waker());
-                let Some((deadline, why)) = this.deadline() else {
-                    this.armed = None;
-                    return Poll::Pending;
-                };
-                if this.armed != Some(deadline) {
-                    this.timer.as_mut().reset(deadline);
-                    this.armed = Some(deadline);
+            Poll::Pending => match this.deadline() {
+                Deadline::At(deadline, why) => {
+                    if this.armed != Some(deadline) {
+                        this.timer.as_mut().reset(deadline);
+                        this.armed = Some(deadline);
+                    }
+                    if this.timer.as_mut().poll(cx).is_ready() {
+                        tracing::debug!("closing connection: {why}");
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
+                    }
+                    Poll::Pending
                 }
-                if this.timer.as_mut().poll(cx).is_ready() {
-                    tracing::debug!("closing connection: {why}");
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)));
+                Deadline::NotBefore(bound) => {
+                    // A timer still pending at or before the bound will do (usually the one
+                    // set for the request before: no timer work per request).
+                    let pending =
+                        this.armed.is_some_and(|t| t <= bound) && !this.timer.is_elapsed();
+                    if !pending {
+                        this.timer.as_mut().reset(bound);
+                        this.armed = Some(bound);
+                        if this.timer.as_mut().poll(cx).is_ready() {
+                            // The bound is past (a request longer than the timeout): the
+                            // deadline is at least that long from now.
+                            let later = Instant::now() + (bound - this.last_read);
+                            this.timer.as_mut().reset(later);
+                            this.armed = Some(later);
+                            let _ = this.timer.as_mut().poll(cx);
+                        }
+                    }
+                    Poll::Pending
                 }
-                Poll::Pending
-            }
+                Deadline::None => Poll::Pending,
+            },
         }
     }
 }

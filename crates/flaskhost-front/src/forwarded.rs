@@ -18,7 +18,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::Request;
 use flaskhost_config::IpNet;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
@@ -52,7 +51,7 @@ impl TrustedProxies {
 
     /// Rewrites the request's forwarding headers. Returns the connection info `conn` (the
     /// peer's) as the app is to see it.
-    pub(crate) fn resolve(&self, req: &mut Request, conn: ConnInfo) -> ConnInfo {
+    pub(crate) fn resolve<B>(&self, req: &mut http::Request<B>, conn: ConnInfo) -> ConnInfo {
         let peer = conn.remote.map(|a| a.ip());
         let trusted = match peer {
             Some(ip) => self.trusts(ip),
@@ -234,7 +233,7 @@ mod tests {
             nets.iter().map(|n| IpNet::parse(n).expect("net")).collect(),
             true,
         );
-        let mut req = Request::new(axum::body::Body::empty());
+        let mut req = http::Request::new(());
         for (k, v) in headers {
             req.headers_mut().append(
                 HeaderName::from_bytes(k.as_bytes()).expect("name"),

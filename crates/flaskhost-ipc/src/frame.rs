@@ -154,6 +154,7 @@ impl Put for Vec<u8> {
 }
 
 /// A cursor over a payload that borrows what it reads.
+#[derive(Debug, Clone)]
 pub struct Cursor<'a> {
     buf: &'a [u8],
     kind: Kind,

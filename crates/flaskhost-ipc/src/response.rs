@@ -56,34 +56,65 @@ impl HeadWriter {
     }
 }
 
-/// A decoded response head. Header and body positions are offsets into the payload so the
-/// reader can hand out shared slices of its buffer without copying.
+/// A decoded response head, borrowing the frame payload. The body's position is an offset
+/// into the payload, so the reader can hand out a shared slice of its buffer without copying.
 #[derive(Debug)]
-pub struct ResponseHead {
+pub struct ResponseHead<'a> {
     pub status: u16,
-    pub headers: Vec<(Range<usize>, Range<usize>)>,
+    pub headers: Headers<'a>,
     /// The whole body, when the worker sent it with the head.
     pub complete_body: Option<Range<usize>>,
 }
 
-pub fn decode(payload: &[u8]) -> Result<ResponseHead, FrameError> {
-    let base = payload.as_ptr() as usize;
-    let off = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
+/// The `(name, value)` pairs of a response head, in order. [`decode`] has checked them all,
+/// so reading them cannot fail; nothing is collected.
+#[derive(Debug, Clone)]
+pub struct Headers<'a> {
+    remaining: u16,
+    cur: Cursor<'a>,
+}
+
+impl Headers<'_> {
+    /// How many headers are left.
+    pub fn len(&self) -> usize {
+        self.remaining.into()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl<'a> Iterator for Headers<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.remaining = self.remaining.checked_sub(1)?;
+        // Checked by `decode`: never an error here.
+        let name = self.cur.short("header name").ok()?;
+        let value = self.cur.long("header value").ok()?;
+        Some((name, value))
+    }
+}
+
+pub fn decode(payload: &[u8]) -> Result<ResponseHead<'_>, FrameError> {
     let mut c = Cursor::new(Kind::ResponseHead, payload);
     let status = c.u16("status")?;
     let flags = c.u8("flags")?;
     let count = c.u16("header count")?;
-    let mut headers = Vec::with_capacity(count as usize);
+    let headers = Headers {
+        remaining: count,
+        cur: c.clone(),
+    };
     for _ in 0..count {
-        let name = c.short("header name")?;
-        let value = c.long("header value")?;
-        headers.push((off(name), off(value)));
+        c.short("header name")?;
+        c.long("header value")?;
     }
     let rest = c.rest();
-    let complete_body = (flags & FLAG_COMPLETE != 0).then(|| off(rest));
+    let complete_body = (flags & FLAG_COMPLETE != 0).then(|| {
+        let start = payload.len() - rest.len();
+        start..payload.len()
+    });
     Ok(ResponseHead {
         status,
         headers,
@@ -105,8 +136,15 @@ mod tests {
         let p = &buf[frame::HEADER_LEN..];
         let h = decode(p).unwrap();
         assert_eq!(h.status, 201);
-        assert_eq!(&p[h.headers[1].0.clone()], b"X-A");
-        assert_eq!(&p[h.headers[1].1.clone()], b"\xe9");
+        assert_eq!(h.headers.len(), 2);
+        let headers: Vec<_> = h.headers.collect();
+        assert_eq!(
+            headers,
+            [
+                (&b"Content-Type"[..], &b"text/plain"[..]),
+                (b"X-A", b"\xe9")
+            ]
+        );
         assert_eq!(&p[h.complete_body.unwrap()], b"hello world");
     }
 
@@ -118,5 +156,18 @@ mod tests {
         let h = decode(&buf[frame::HEADER_LEN..]).unwrap();
         assert!(h.complete_body.is_none());
         assert!(h.headers.is_empty());
+    }
+
+    #[test]
+    fn truncated_headers_are_refused_up_front() {
+        let mut buf = Vec::new();
+        let mut w = HeadWriter::begin(&mut buf, 200);
+        w.header(&mut buf, b"Content-Type", b"text/plain");
+        w.finish_streaming(&mut buf);
+        let p = &buf[frame::HEADER_LEN..];
+        assert!(matches!(
+            decode(&p[..p.len() - 1]),
+            Err(FrameError::Truncated { .. })
+        ));
     }
 }

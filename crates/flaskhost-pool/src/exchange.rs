@@ -1,7 +1,7 @@
 //! One request's conversation with a worker slot: send the head (and the body, in pieces, as
 //! the app reads it), receive the response head, then stream or hand over the body.
 
-use std::future::Future as _;
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::task::Poll;
@@ -16,6 +16,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
+use tokio::time::error::Elapsed;
 
 use crate::body::ResponseBody;
 use crate::error::{BoxError, DispatchError, StreamError};
@@ -100,7 +101,7 @@ impl Exchange {
             let Some(body) = self.body.as_mut() else {
                 return self.send(Kind::BodyEnd, b"").await;
             };
-            match tokio::time::timeout(timeout, body.frame()).await {
+            match within(timeout, body.frame()).await {
                 Ok(Some(Ok(f))) => match f.into_data() {
                     Ok(data) if !data.is_empty() => return self.send(Kind::Body, &data).await,
                     // Empty data and trailers carry nothing for WSGI.
@@ -156,7 +157,7 @@ fn is_idempotent(method: &str) -> bool {
 /// connection stays usable for its next request (nginx discards unread bodies the same way).
 /// The body is already capped at max-body-size; each read waits at most `timeout`.
 async fn discard_body(mut body: RequestBody, timeout: Duration) {
-    while let Ok(Some(Ok(_))) = tokio::time::timeout(timeout, body.frame()).await {}
+    while let Ok(Some(Ok(_))) = within(timeout, body.frame()).await {}
 }
 
 impl Drop for Exchange {
@@ -242,28 +243,53 @@ async fn drain(mut ex: Exchange) {
     }
 }
 
+/// Awaits `fut` for at most `timeout`. A future that is ready at once (a body piece already
+/// read with the head) costs no timer: making one reads the clock and the runtime handle.
+async fn within<F: Future>(timeout: Duration, fut: F) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Ok(out);
+    }
+    tokio::time::timeout(timeout, fut).await
+}
+
 /// Reads the first part of the body before a worker is taken: all of it when it is small
 /// (a slow client then never holds a worker), or the first `post_buffering` bytes.
+///
+/// A body that comes in one piece (as a small one read with its head does) is passed on as
+/// that piece, not copied; one known to have ended (its Content-Length read) is not polled
+/// again for its end.
 async fn prefetch(
     body: &mut RequestBody,
     limit: usize,
     timeout: Duration,
-) -> Result<(BytesMut, bool), DispatchError> {
-    let mut buf = BytesMut::new();
+) -> Result<(Bytes, bool), DispatchError> {
     if body.is_end_stream() {
-        return Ok((buf, true));
+        return Ok((Bytes::new(), true));
     }
     if body.size_hint().exact().is_some_and(|n| n > limit as u64) {
-        return Ok((buf, false));
+        return Ok((Bytes::new(), false));
     }
-    while buf.len() <= limit {
-        match tokio::time::timeout(timeout, body.frame()).await {
+    let mut got = Bytes::new();
+    while got.len() <= limit {
+        match within(timeout, body.frame()).await {
             Ok(Some(Ok(f))) => {
                 if let Ok(d) = f.into_data() {
-                    buf.extend_from_slice(&d);
+                    got = if got.is_empty() {
+                        d
+                    } else {
+                        // A second piece is copied into a buffer of its own; later ones
+                        // extend that buffer (`got` is its only view: no copy back).
+                        let mut joined = BytesMut::from(got);
+                        joined.extend_from_slice(&d);
+                        joined.freeze()
+                    };
+                }
+                if body.is_end_stream() {
+                    return Ok((got, true));
                 }
             }
-            Ok(None) => return Ok((buf, true)),
+            Ok(None) => return Ok((got, true)),
             Ok(Some(Err(source))) => return Err(DispatchError::RequestBody { source }),
             Err(_) => {
                 return Err(DispatchError::RequestBody {
@@ -272,7 +298,7 @@ async fn prefetch(
             }
         }
     }
-    Ok((buf, false))
+    Ok((got, false))
 }
 
 pub(crate) async fn dispatch(
@@ -549,8 +575,7 @@ fn build_head(
     // Room for the headers the edge adds too (security headers, Server), so the map is
     // allocated once.
     map.reserve(head.headers.len() + 8);
-    for (n, v) in &head.headers {
-        let raw = &payload[n.clone()];
+    for (raw, value) in head.headers.clone() {
         let name = match common_name(raw) {
             Some(name) => name,
             None => {
@@ -563,7 +588,7 @@ fn build_head(
             }
         };
         // The value shares the frame's buffer: no copy.
-        let value = HeaderValue::from_maybe_shared(payload.slice(v.clone()))
+        let value = HeaderValue::from_maybe_shared(payload.slice_ref(value))
             .map_err(|_| bad(format!("value of header {name}")))?;
         map.append(name, value);
     }
