@@ -47,9 +47,9 @@ def load_app(module_name, attr, call_args, app_dir):
     return obj
 
 
-def format_exception(exc):
-    """The traceback of ``exc`` as one string, for the server log."""
-    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+def format_exception(exc, tb):
+    """The traceback ``tb`` of ``exc`` as one string, for the server log."""
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 
 
 def after_load():

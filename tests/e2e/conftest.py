@@ -8,9 +8,10 @@ against one of the tiny WSGI apps in tests/apps/.
 - ``run_flaskhost(*args)`` runs a command that is expected to exit (config errors, bad apps).
 - When a test fails, the output of every server it started is attached to the report.
 
-Run with: /work/main/.venv/bin/python -m pytest tests/e2e
+Run with: .venv/bin/python -m pytest tests/e2e
 The binary is $FLASKHOST_BIN (default target/release/flaskhost); the app's virtualenv is
-$FLASKHOST_TEST_VENV (default .venv), passed to the server as VIRTUAL_ENV.
+$FLASKHOST_TEST_VENV (default: the virtualenv running pytest, else .venv), passed to the server
+as VIRTUAL_ENV. The two must use the same CPython minor version; the run stops at once if not.
 """
 
 from __future__ import annotations
@@ -22,11 +23,23 @@ import tempfile
 import pytest
 
 import fhtest
-from fhtest import APPS, BIN, Server, clean_env
+from fhtest import APPS, BIN, VENV, Server, clean_env
 
 fhtest.no_core_dumps()
 
 DEFAULT_TEST_TIMEOUT = 60
+
+
+def pytest_sessionstart(session):
+    # A binary built for another CPython refuses the venv: every test would fail, each for
+    # the same reason. Say it once instead.
+    if not BIN.is_file() or not (VENV / "bin" / "python").exists():
+        return
+    built, venv = fhtest.build_python(), fhtest.venv_python()
+    if built != venv:
+        pytest.exit(f"{BIN} embeds CPython {'.'.join(map(str, built))} but the test virtualenv "
+                    f"{VENV} uses {'.'.join(map(str, venv))}: set FLASKHOST_TEST_VENV (or run "
+                    f"pytest with that venv's python), or FLASKHOST_BIN", returncode=4)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,6 +7,7 @@ so a slow machine makes a test slower, never flaky, and a hang becomes a clear f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import os
@@ -15,6 +16,7 @@ import resource
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "apps"
 EXAMPLE_APP = ROOT / "examples" / "app"
 BIN = Path(os.environ.get("FLASKHOST_BIN", str(ROOT / "target" / "release" / "flaskhost")))
-VENV = Path(os.environ.get("FLASKHOST_TEST_VENV", str(ROOT / ".venv")))
+
+
+def _default_venv() -> Path:
+    """The virtualenv pytest itself runs in (``.venv/bin/python -m pytest``), else .venv."""
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix)
+    return ROOT / ".venv"
+
+
+VENV = Path(os.environ.get("FLASKHOST_TEST_VENV") or _default_venv())
 
 STARTUP_DEADLINE = 30.0
 STOP_DEADLINE = 30.0
@@ -36,6 +47,28 @@ WORKER_STARTED_RE = re.compile(r"worker started")
 PID_RE = re.compile(r"(?<![\w.])pid=(\d+)")
 ID_RE = re.compile(r"(?<![\w.])id=(\d+)")
 EX_USAGE = 64
+
+
+@functools.cache
+def build_python() -> tuple[int, int]:
+    """The CPython minor version the binary embeds, from the second line of ``flaskhost
+    --version`` (``CPython 3.13, libpython linked statically``)."""
+    r = subprocess.run([str(BIN), "--version"], capture_output=True, text=True, timeout=30,
+                       env=clean_env(None, False))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    m = re.match(r"CPython (\d+)\.(\d+),", lines[1] if len(lines) > 1 else "")
+    assert m, f"{BIN} --version does not name its CPython: {r.stdout!r}"
+    return int(m[1]), int(m[2])
+
+
+def venv_python(venv: Path = VENV) -> tuple[int, int]:
+    """The CPython minor version of a virtualenv's interpreter."""
+    out = subprocess.run([str(venv / "bin" / "python"), "-c",
+                          "import sys; print(*sys.version_info[:2])"],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    major, minor = out.split()
+    return int(major), int(minor)
 
 
 class ServerStartError(AssertionError):

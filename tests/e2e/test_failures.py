@@ -39,6 +39,7 @@ def test_app_exception_is_500_and_worker_keeps_serving(serve, app_mode):
     assert token not in r.text, "the traceback must not be sent to the client"
     server.wait_for_line(token, start=start)
     server.wait_for_line(r"Traceback \(most recent call last\)", start=start)
+    server.wait_for_line(r'File ".*failures\.py", line \d+, in failures$', start=start)
     assert worker_pid(server) == before
     assert len(server.workers()) == 1, "an app exception must not restart the worker"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fhtest import APPS, ROOT, eventually, read_until_closed
+from fhtest import APPS, ROOT, VENV, eventually, read_until_closed
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
 HTTPS_RE = r"listening on https://127\.0\.0\.1:(\d+)"
@@ -379,7 +379,7 @@ def seed_site(tmp_path_factory, certs):
     logs.mkdir()
     text = DEPLOY.read_text()
     replacements = {
-        '"/var/www/myapp/venv"': json.dumps(str(Path(os.environ.get("FLASKHOST_TEST_VENV", ROOT / ".venv")))),
+        '"/var/www/myapp/venv"': json.dumps(str(VENV)),
         "/var/www/myapp": str(app_dir),
         "/etc/letsencrypt/live/example.com": str(le),
         "/var/log/flaskhost": str(logs),

@@ -179,6 +179,13 @@ impl Drop for Exchange {
             slot.worker.kill();
             return;
         }
+        if self.aborting {
+            // A drain dropped before it finished: only the runtime shutting down drops one.
+            // A new drain spawned now would be dropped at once too, and so on until the stack
+            // overflows; the slot's state is unknown, so it is never used again.
+            slot.worker.mark_dead();
+            return;
+        }
         // Abandoned mid-exchange: stop the worker's work and wait for it before reuse.
         let ex = Exchange {
             slot: Some(slot),
@@ -686,6 +693,77 @@ mod tests {
         let payload = Bytes::from(buf).slice(HEADER_LEN..);
         let decoded = response::decode(&payload).expect("decode");
         build_head(1, &payload, &decoded)
+    }
+
+    /// A fast stop with a request in flight: the runtime shuts down, the request's task is
+    /// dropped, and the drain it spawns is dropped unrun. That drain gives the slot up.
+    #[test]
+    fn an_exchange_dropped_while_the_runtime_shuts_down_gives_its_slot_up() {
+        use crate::{Counters, PoolOptions, Recycle, SpawnMode, WorkerCommand, sweep};
+        // A stand-in for the worker process, should anything signal it (never this test).
+        let mut stand_in = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep");
+        let worker = crate::slot::WorkerInfo::new(1, stand_in.id(), 0);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let w = worker.clone();
+        rt.spawn(async move {
+            let opts = PoolOptions {
+                workers: 1,
+                workers_max: 1,
+                idle_timeout: Duration::from_secs(15),
+                threads: 1,
+                mode: SpawnMode::Lazy,
+                command: WorkerCommand {
+                    program: "false".into(),
+                    args: Vec::new(),
+                },
+                queue_size: 1,
+                queue_timeout: Duration::from_secs(30),
+                timeout: Duration::from_secs(30),
+                body_timeout: Duration::from_secs(30),
+                post_buffering: 64 * 1024,
+                start_timeout: Duration::from_secs(30),
+                recycle: Recycle::default(),
+                metrics: false,
+            };
+            let shared = Arc::new(Shared {
+                queue: crate::queue::Queue::new(1, opts.queue_timeout, false),
+                metrics: None,
+                sweeper: Arc::new(sweep::Sweeper::new()),
+                events: mpsc::unbounded_channel().0,
+                counters: Counters::default(),
+                opts,
+            });
+            let (ours, theirs) = tokio::net::UnixStream::pair().expect("socketpair");
+            let _ex = Exchange {
+                slot: Some(Slot::new(w, ours, shared.sweeper.new_watch())),
+                body: None,
+                body_error: None,
+                shared,
+                finished: false,
+                dirty: false,
+                aborting: false,
+                busy: None,
+            };
+            let _ = entered_tx.send(());
+            std::future::pending::<()>().await;
+            drop(theirs);
+        });
+        entered_rx.recv().expect("the task ran");
+        drop(rt);
+        let _ = stand_in.kill();
+        let _ = stand_in.wait();
+        assert!(
+            !worker.is_alive(),
+            "the slot of an unfinished drain is given up"
+        );
     }
 
     #[test]

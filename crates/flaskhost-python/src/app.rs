@@ -46,8 +46,12 @@ pub(crate) fn boot_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 }
 
 /// Formats an exception with its traceback, never failing (the formatting itself could raise).
+///
+/// The traceback is passed apart from the exception: before 3.12 CPython keeps a raised
+/// exception's traceback beside it (`PyErr_Fetch`), and its `__traceback__` may be unset or
+/// hold only the frames below the last handler it went through; from 3.12 the two are the same.
 pub(crate) fn format_err(py: Python<'_>, boot: &Bound<'_, PyModule>, err: &PyErr) -> String {
-    boot.call_method1("format_exception", (err.value(py),))
+    boot.call_method1("format_exception", (err.value(py), err.traceback(py)))
         .and_then(|s| s.extract::<String>())
         .unwrap_or_else(|_| err.to_string())
 }
@@ -141,5 +145,34 @@ impl App {
         Python::attach(|py| {
             let _ = self.boot.bind(py).call_method0("run_exit_hooks");
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every frame the exception went through is in the log's traceback, also the ones above
+    /// a handler it passed (before 3.12 its `__traceback__` stops there).
+    #[test]
+    fn format_err_has_every_frame() {
+        crate::interp::start(&Default::default()).expect("python starts");
+        let text = Python::attach(|py| {
+            let boot = boot_module(py).expect("boot module");
+            let code = c"def inner():\n    raise RuntimeError('format-err-token')\n\
+                         def middle():\n    try:\n        inner()\n    except KeyError:\n        pass\n\
+                         def outer():\n    middle()\n";
+            let m = PyModule::from_code(py, code, c"tb_test.py", c"tb_test").expect("module");
+            let err = m.call_method0("outer").expect_err("outer raises");
+            format_err(py, &boot, &err)
+        });
+        assert!(
+            text.starts_with("Traceback (most recent call last):"),
+            "{text}"
+        );
+        for frame in ["in outer", "in middle", "in inner"] {
+            assert!(text.contains(frame), "{frame} missing from:\n{text}");
+        }
+        assert!(text.ends_with("RuntimeError: format-err-token"), "{text}");
     }
 }
